@@ -1,8 +1,11 @@
 import type { GrowthOperator } from '@sprout/core'
 import identity from '@sprout/identity'
+import lemon from '@sprout/lemon'
+import ligo from '@sprout/ligo'
+import mango from '@sprout/mango'
 
 /**
  * Methods that ship with the CLI. Each plugin default-exports its GrowthOperator;
  * add one import and one entry per built-in plugin.
  */
-export const builtinOperators: GrowthOperator<any>[] = [identity]
+export const builtinOperators: GrowthOperator<any>[] = [identity, lemon, ligo, mango]

@@ -92,6 +92,56 @@ describe('sprout CLI', () => {
     expect(bad.stderr.join('\n')).toMatch(/only format is "hf"/)
   })
 
+  it('grows with LEMON losslessly into a wider, deeper target', async () => {
+    const bigPath = join(dir, 'big.json')
+    writeFileSync(bigPath, JSON.stringify({ ...spec, dModel: 24, nHeads: 3, dFF: 48, nLayers: 2 }))
+    const r = await run(
+      'grow',
+      '--method',
+      'lemon',
+      '--from',
+      join(dir, 'src'),
+      '--target',
+      bigPath,
+      '--out',
+      join(dir, 'lemon'),
+      '--verify',
+      '--json',
+    )
+    expect(r.code).toBe(0)
+    const report = JSON.parse(r.stdout.at(-1)!)
+    expect(report.target).toMatchObject({ dModel: 24, nLayers: 2, nHeads: 3, dFF: 48 })
+    expect(report.maxAbsLogitDiff).toBeLessThan(1e-4)
+    expect(report.growthFlops).toBeGreaterThan(0)
+  })
+
+  it('learned methods without data: refuse with a hint, or materialise the initialisation with steps=0', async () => {
+    const bigPath = join(dir, 'big2.json')
+    writeFileSync(bigPath, JSON.stringify({ ...spec, dModel: 32, nHeads: 4, dFF: 64, nLayers: 2 }))
+    const common = ['--from', join(dir, 'src'), '--target', bigPath]
+    const refused = await run('grow', '--method', 'ligo', ...common, '--out', join(dir, 'ligo0'))
+    expect(refused.code).toBe(1)
+    expect(refused.stderr.join('\n')).toMatch(/--data moby-dick/)
+    expect(existsSync(join(dir, 'ligo0'))).toBe(false)
+    for (const method of ['ligo', 'mango']) {
+      const r = await run(
+        'grow',
+        '--method',
+        method,
+        ...common,
+        '--out',
+        join(dir, method),
+        '--option',
+        'steps=0',
+        '--json',
+      )
+      expect(r.code).toBe(0)
+      const report = JSON.parse(r.stdout.at(-1)!)
+      expect(report).toMatchObject({ method, steps: 0 })
+      expect(report.target.dModel).toBe(32)
+    }
+  })
+
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
     expect(

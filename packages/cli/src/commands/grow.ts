@@ -57,11 +57,6 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
       log: (m) => io.err(`  ${m}`),
     }
     const ctx = args.data ? await dataContext(base, args.data, target, args.seed) : base
-    if (op.capabilities.learned && !ctx.fit)
-      throw new SproutError(
-        'USAGE',
-        `method "${op.name}" learns its operator and needs data: pass --data moby-dick (or a text file)`,
-      )
     io.err(`growing ${specSummary(source.spec)} -> ${specSummary(target)} with ${op.name}`)
     const start = performance.now()
     const result = await op.grow(source, target, ctx, options)
