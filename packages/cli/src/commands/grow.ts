@@ -9,7 +9,6 @@ import {
   parseOptionPairs,
   parseOptions,
   SeededRandom,
-  SproutError,
   saveCheckpoint,
   specSummary,
 } from '@sprout/core'
