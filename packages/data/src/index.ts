@@ -1,0 +1,6 @@
+export * from './dataset.js'
+export * from './images.js'
+export * from './stream.js'
+export * from './text.js'
+export * from './textBatches.js'
+export * from './tokenizers.js'
