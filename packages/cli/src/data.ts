@@ -1,11 +1,15 @@
-import { type GrowthContext, SproutError, type TransformerSpec } from '@sprout/core'
+import type { GrowthContext, TransformerSpec } from '@sprout/core'
+import { growthData } from '@sprout/trainer'
 
-/** Adds real batches and the trainer's fit to a growth context (wired to @sprout/data and @sprout/trainer). */
+/** Adds real batches of `data` and the trainer's fit to a growth context (for learned operators). */
 export async function dataContext(
-  _base: GrowthContext,
+  base: GrowthContext,
   data: string,
-  _target: TransformerSpec,
-  _seed: number,
+  target: TransformerSpec,
+  seed: number,
+  batchSize?: number,
 ): Promise<GrowthContext> {
-  throw new SproutError('USAGE', `--data ${data}: this build of the CLI has no data support yet`)
+  const extra = await growthData(data, target, { seed, batchSize, progress: base.progress })
+  base.log(`data: ${extra.describe}`)
+  return { ...base, batches: extra.batches, fit: extra.fit }
 }

@@ -142,6 +142,86 @@ describe('sprout CLI', () => {
     }
   })
 
+  it('fits LiGO on Moby Dick batches and charges the fitting FLOPs to growth', async () => {
+    const small = { ...spec, vocabSize: 256 }
+    const smallPath = join(dir, 'small256.json')
+    const bigPath = join(dir, 'big256.json')
+    writeFileSync(smallPath, JSON.stringify(small))
+    writeFileSync(bigPath, JSON.stringify({ ...small, dModel: 32, nHeads: 4, dFF: 64, nLayers: 2 }))
+    expect((await run('init', '--spec', smallPath, '--out', join(dir, 'src256'))).code).toBe(0)
+    const r = await run(
+      'grow',
+      '--method',
+      'ligo',
+      '--from',
+      join(dir, 'src256'),
+      '--target',
+      bigPath,
+      '--data',
+      'moby-dick',
+      '--batch-size',
+      '2',
+      '--option',
+      'steps=3',
+      '--out',
+      join(dir, 'ligo-fit'),
+      '--json',
+    )
+    expect(r.code).toBe(0)
+    const report = JSON.parse(r.stdout.at(-1)!)
+    expect(report.steps).toBe(3)
+    expect(report.growthFlops).toBeGreaterThan(report.details.fitFlopsPerStep ?? 0)
+    expect(r.stderr.join('\n')).toMatch(/data: moby-dick \(byte tokens/)
+  })
+
+  it('trains from a config, refuses to overwrite the run, resumes it and evaluates the checkpoint', async () => {
+    const cfgPath = join(dir, 'run.json')
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({
+        spec: 'small256.json',
+        data: 'moby-dick',
+        batchSize: 2,
+        seqLen: 8,
+        steps: 4,
+        evalEvery: 2,
+        evalBatches: 2,
+      }),
+    )
+    const out = join(dir, 'train')
+    const r = await run('train', '--config', cfgPath, '--out', out, '--json')
+    expect(r.code).toBe(0)
+    const last = JSON.parse(r.stdout.at(-1)!)
+    expect(Object.keys(last).sort()).toEqual(['flops', 'seconds', 'step', 'tokens', 'trainLoss', 'valLoss'])
+    expect(last).toMatchObject({ step: 4, tokens: 64 })
+    const again = await run('train', '--config', cfgPath, '--out', out)
+    expect(again.code).toBe(1)
+    expect(again.stderr.join('\n')).toMatch(
+      /already holds a training run; continue it with `sprout train --resume/,
+    )
+    const more = await run('train', '--resume', out, '--steps', '6', '--json')
+    expect(more.code).toBe(0)
+    expect(JSON.parse(more.stdout.at(-1)!).step).toBe(6)
+    const ev = await run(
+      'eval',
+      '--checkpoint',
+      join(out, 'checkpoint'),
+      '--data',
+      'moby-dick',
+      '--batches',
+      '2',
+      '--json',
+    )
+    expect(ev.code).toBe(0)
+    const e = JSON.parse(ev.stdout.at(-1)!)
+    expect(e.perplexity).toBeCloseTo(Math.exp(e.valLoss), 6)
+    writeFileSync(cfgPath, JSON.stringify({ spec: 'small256.json', optimizer: { lr: -1 } }))
+    const bad = await run('train', '--config', cfgPath, '--out', join(dir, 'bad'))
+    expect(bad.code).toBe(1)
+    expect(bad.stderr.join('\n')).toMatch(/run.json.optimizer.lr/)
+    expect(existsSync(join(dir, 'bad'))).toBe(false)
+  })
+
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
     expect(

@@ -1,5 +1,6 @@
 import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
+import { runEval, runTrain } from '@sprout/trainer'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { runGrow } from './commands/grow.js'
 import { runInit } from './commands/init.js'
@@ -69,7 +70,15 @@ export function buildProgram(io: Io): Command {
       collect,
       [],
     )
-    .option('--data <name|path>', 'data for methods that learn: moby-dick, sotu, or a text file/folder')
+    .option(
+      '--data <name|path>',
+      'data for methods that learn: moby-dick, sotu, mnist, or a text file/folder',
+    )
+    .option(
+      '--batch-size <n>',
+      'batch size of the operator-fitting batches (default 8)',
+      integer('--batch-size'),
+    )
     .option('--seed <n>', 'seed for the method and data order', integer('--seed'), 1)
     .option('--verify', 'compare source and grown logits on random inputs (maxAbsLogitDiff)')
     .option('--force', 'overwrite an existing checkpoint in --out')
@@ -77,6 +86,36 @@ export function buildProgram(io: Io): Command {
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runGrow(opts, registry, io)
+    })
+
+  program
+    .command('train')
+    .description('train a model from a run config (or resume an interrupted run)')
+    .option(
+      '--config <file>',
+      'run config JSON: spec or from, data, optimizer, schedule, budget, eval cadence',
+    )
+    .option('--resume <dir>', 'continue the run in DIR from its last checkpoint')
+    .option('--out <dir>', 'directory for checkpoints and metrics.jsonl')
+    .option('--steps <n>', 'override the number of steps', integer('--steps'))
+    .option('--checkpoint-every <k>', 'write a checkpoint every K steps', integer('--checkpoint-every'))
+    .option('--seed <n>', 'override the seed', integer('--seed'))
+    .option('--json', 'print {step, trainLoss, valLoss, tokens, flops, seconds} as the last line')
+    .action(async (opts) => {
+      await withBackend(program.opts().backend, io)
+      await runTrain(opts, io)
+    })
+
+  program
+    .command('eval')
+    .description('validation loss and perplexity (accuracy for images) of a checkpoint')
+    .requiredOption('--checkpoint <dir>', 'a Sprout checkpoint')
+    .requiredOption('--data <name|path>', 'moby-dick, sotu, mnist, fashion-mnist, or a text file/folder')
+    .option('--batches <n>', 'validation batches to average (default 16)', integer('--batches'))
+    .option('--json', 'print {valLoss, perplexity} or {valLoss, accuracy} as the last line')
+    .action(async (opts) => {
+      await withBackend(program.opts().backend, io)
+      await runEval(opts, io)
     })
 
   program

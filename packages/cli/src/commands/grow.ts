@@ -25,6 +25,7 @@ export interface GrowArgs {
   verify?: boolean
   json?: boolean
   data?: string
+  batchSize?: number
   seed: number
   force?: boolean
 }
@@ -55,7 +56,7 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
       },
       log: (m) => io.err(`  ${m}`),
     }
-    const ctx = args.data ? await dataContext(base, args.data, target, args.seed) : base
+    const ctx = args.data ? await dataContext(base, args.data, target, args.seed, args.batchSize) : base
     io.err(`growing ${specSummary(source.spec)} -> ${specSummary(target)} with ${op.name}`)
     const start = performance.now()
     const result = await op.grow(source, target, ctx, options)
