@@ -1,0 +1,81 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runTrain } from './commands.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = resolve(here, '../../..')
+const built = existsSync(join(root, 'packages/trainer/dist/index.js'))
+const dir = mkdtempSync(join(tmpdir(), 'sprout-resume-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const quiet = { out: () => {}, err: () => {} }
+
+const losses = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number; loss: number; valLoss: number | null })
+
+describe('kill and resume', () => {
+  it.skipIf(!built)(
+    'a run killed with SIGKILL and resumed reproduces the uninterrupted losses exactly',
+    async () => {
+      const steps = 120
+      const config = join(dir, 'run.json')
+      writeFileSync(
+        config,
+        JSON.stringify({
+          spec: {
+            family: 'decoder',
+            vocabSize: 256,
+            maxSeqLen: 8,
+            dModel: 16,
+            nLayers: 1,
+            nHeads: 2,
+            dFF: 32,
+          },
+          data: 'moby-dick',
+          batchSize: 2,
+          steps,
+          evalEvery: 10,
+          evalBatches: 1,
+          checkpointEvery: 5,
+          schedule: { kind: 'cosine', warmupSteps: 5 },
+        }),
+      )
+      const killed = join(dir, 'killed')
+      // One process (node --import tsx), not the tsx CLI, which would run the script in a grandchild.
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(here, 'testing/train-driver.ts'), config, killed],
+        {
+          cwd: root,
+          stdio: 'ignore',
+        },
+      )
+      const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, signal) => r(signal)))
+      const metrics = join(killed, 'metrics.jsonl')
+      for (let i = 0; i < 1000; i++) {
+        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 23) break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      child.kill('SIGKILL')
+      expect(await exited).toBe('SIGKILL')
+      const atKill = losses(killed).at(-1)!.step
+      expect(atKill).toBeGreaterThan(5)
+      expect(atKill).toBeLessThan(steps)
+
+      await runTrain({ resume: killed, progress: false }, quiet)
+      const reference = join(dir, 'reference')
+      await runTrain({ config, out: reference, progress: false }, quiet)
+      const a = losses(killed)
+      const b = losses(reference)
+      expect(a.map((r) => r.step)).toEqual(b.map((r) => r.step))
+      expect(a.map((r) => r.loss)).toEqual(b.map((r) => r.loss))
+      expect(a.map((r) => r.valLoss)).toEqual(b.map((r) => r.valLoss))
+    },
+  )
+})
