@@ -222,6 +222,55 @@ describe('sprout CLI', () => {
     expect(existsSync(join(dir, 'bad'))).toBe(false)
   })
 
+  it('masked stacking verifies at mask 0, and training ramps the mask in from the grown checkpoint', async () => {
+    const deepPath = join(dir, 'deep256.json')
+    writeFileSync(deepPath, JSON.stringify({ ...spec, vocabSize: 256, nLayers: 2 }))
+    if (!existsSync(join(dir, 'src256'))) {
+      writeFileSync(join(dir, 'small256b.json'), JSON.stringify({ ...spec, vocabSize: 256 }))
+      await run('init', '--spec', join(dir, 'small256b.json'), '--out', join(dir, 'src256'))
+    }
+    const g = await run(
+      'grow',
+      '--method',
+      'stack',
+      '--option',
+      'mode=masked',
+      '--option',
+      'maskRampSteps=4',
+      '--from',
+      join(dir, 'src256'),
+      '--target',
+      deepPath,
+      '--out',
+      join(dir, 'masked'),
+      '--verify',
+      '--json',
+    )
+    expect(g.code).toBe(0)
+    expect(JSON.parse(g.stdout.at(-1)!).maxAbsLogitDiff).toBeLessThan(1e-5)
+    const plain = await run(
+      'grow',
+      '--method',
+      'stack',
+      '--from',
+      join(dir, 'src256'),
+      '--target',
+      deepPath,
+      '--out',
+      join(dir, 'stacked'),
+      '--verify',
+      '--json',
+    )
+    expect(JSON.parse(plain.stdout.at(-1)!).maxAbsLogitDiff).toBeGreaterThan(1e-3)
+    const cfg = join(dir, 'masked-run.json')
+    writeFileSync(
+      cfg,
+      JSON.stringify({ from: 'masked', batchSize: 2, seqLen: 8, steps: 2, evalEvery: 1, evalBatches: 1 }),
+    )
+    const t = await run('train', '--config', cfg, '--out', join(dir, 'masked-train'), '--json')
+    expect(t.code).toBe(0)
+  })
+
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
     expect(

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs'
+import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { GrowthError, SproutError } from './errors.js'
 import type { FlopMeter } from './flops.js'
@@ -61,6 +61,35 @@ export interface GrowthResult {
   /** Optimizer moments for the target parameters, where the method transfers them. */
   optimizerState?: Params
   schedule?: ScheduleRecommendation
+  /** New structure faded in during training (MSG-style); the model is lossless at mask 0. */
+  mask?: GrowthMask
+}
+
+/**
+ * Parameters whose values the trainer multiplies by m(step) = min(1, step / rampSteps) in the
+ * forward pass. With residual-branch output projections listed, new layers start as identities.
+ */
+export interface GrowthMask {
+  params: string[]
+  rampSteps: number
+}
+
+/** The mask's multiplier at a training step. */
+export function maskScale(mask: GrowthMask, step: number): number {
+  return mask.rampSteps <= 0 ? 1 : Math.min(1, Math.max(0, step / mask.rampSteps))
+}
+
+/** The model as the forward pass sees it at `step`: masked parameters scaled by m(step) (new tensors; others shared). */
+export function applyMask(model: Model, mask: GrowthMask | undefined, step: number): Model {
+  if (!mask) return model
+  const m = maskScale(mask, step)
+  if (m === 1) return model
+  const params: Params = { ...model.params }
+  for (const name of mask.params) {
+    if (!params[name]) throw new GrowthError(`mask names "${name}", which the model does not have`)
+    params[name] = tf.mul(params[name], m)
+  }
+  return { spec: model.spec, params }
 }
 
 /** What a learned operator asks the trainer to do: minimise `loss` over `trainables`. */

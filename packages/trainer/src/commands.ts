@@ -4,6 +4,7 @@ import {
   disposeModel,
   formatFlops,
   type GrowthContext,
+  type GrowthMask,
   initModel,
   loadCheckpoint,
   type Model,
@@ -49,9 +50,13 @@ function readSpecArg(spec: string | Record<string, unknown>): TransformerSpec {
   }
 }
 
-function initialModel(config: RunConfig): Model {
-  if (config.from !== undefined) return loadCheckpoint(config.from).model
-  return initModel(readSpecArg(config.spec!), config.seed)
+/** The model to train, and the growth mask its checkpoint carries (MSG-style stacking). */
+function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask } {
+  if (config.from === undefined) return { model: initModel(readSpecArg(config.spec!), config.seed) }
+  const ckpt = loadCheckpoint(config.from)
+  if (ckpt.state) tf.dispose(Object.values(ckpt.state))
+  const mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
+  return { model: ckpt.model, mask }
 }
 
 function refuseExistingRun(out: string): void {
@@ -71,6 +76,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
   let out: string
   let model: Model
   let resumeFrom: TrainerState | undefined
+  let mask: GrowthMask | undefined
   let optimizerState: Record<string, tf.Tensor> | undefined
   if (args.resume !== undefined) {
     out = resolve(args.resume)
@@ -88,6 +94,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       )
     const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
     model = ckpt.model
+    mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
     optimizerState = ckpt.state ?? undefined
     resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
     if (!resumeFrom)
@@ -104,7 +111,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       throw new SproutError('USAGE', 'pass --out DIR for the checkpoints and metrics')
     out = resolve(args.out)
     refuseExistingRun(out)
-    model = initialModel(config)
+    ;({ model, mask } = initialModel(config))
   }
   let data: Dataset | null = null
   let val: ReturnType<Dataset['valBatches']> = []
@@ -144,7 +151,8 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
         budget: config.budget,
       },
       outDir: out,
-      meta: { createdBy: 'sprout train', data: data.describe },
+      meta: { createdBy: 'sprout train', data: data.describe, mask: mask ?? null },
+      mask,
       optimizerState,
       resumeFrom,
       log: (l) => io.err(l),

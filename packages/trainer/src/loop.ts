@@ -1,11 +1,13 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  applyMask,
   type Batch,
   computeLoss,
   crossEntropy,
   exampleFlops,
   forwardDetailed,
+  type GrowthMask,
   type Model,
   type Params,
   SproutError,
@@ -86,6 +88,8 @@ export interface TrainOptions {
   log?: (line: string) => void
   /** Progress bar on a TTY (default: when stderr is a TTY). */
   progress?: boolean
+  /** MSG-style growth mask: listed parameters are scaled by min(1, step / rampSteps) in the forward pass. */
+  mask?: GrowthMask
   /** Stop early (e.g. on SIGINT) after the current step; a checkpoint is written if outDir is set. */
   shouldStop?: () => boolean
 }
@@ -133,6 +137,16 @@ export function evaluate(model: Model, val: Batch[]): { loss: number; accuracy: 
   return { loss, accuracy: model.spec.family === 'vit' ? correct / Math.max(1, examples) : null }
 }
 
+/** evaluate() on the model as the forward pass sees it at `step` under a growth mask. */
+export function evaluateMasked(model: Model, val: Batch[], mask: GrowthMask | undefined, step: number) {
+  const view = applyMask(model, mask, step)
+  try {
+    return evaluate(view, val)
+  } finally {
+    for (const [n, t] of Object.entries(view.params)) if (t !== model.params[n]) t.dispose()
+  }
+}
+
 function checkConfig(c: TrainConfig): void {
   const bad = (field: string, why: string) => {
     throw new SproutError('USAGE', `training config: ${field} ${why}`)
@@ -170,9 +184,18 @@ function microStep(
   byVarName: Map<string, string>,
   batch: Batch,
   scale: number,
+  mask: GrowthMask | undefined,
+  step: number,
 ): { loss: number; grads: Record<string, tf.Tensor> } {
   const { value, grads } = tf.variableGrads(
-    () => tf.tidy(() => tf.mul(computeLoss(model, batch, { training: true }).loss, scale) as tf.Scalar),
+    () =>
+      tf.tidy(
+        () =>
+          tf.mul(
+            computeLoss(applyMask(model, mask, step), batch, { training: true }).loss,
+            scale,
+          ) as tf.Scalar,
+      ),
     Object.values(vars),
   )
   const loss = value.dataSync()[0] / scale
@@ -264,7 +287,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       for (let a = 0; a < accumulate; a++) {
         const batch = stream.next()
         try {
-          const r = microStep(model, vars, byVarName, batch, 1 / accumulate)
+          const r = microStep(model, vars, byVarName, batch, 1 / accumulate, opts.mask, state.step)
           loss += r.loss / accumulate
           if (a === 0) summed = r.grads
           else
@@ -301,7 +324,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       let valLoss: number | null = null
       let valAccuracy: number | null = null
       if (state.step % config.evalEvery === 0 || state.step === config.steps) {
-        const e = evaluate(model, val.slice(0, config.evalBatches))
+        const e = evaluateMasked(model, val.slice(0, config.evalBatches), opts.mask, state.step)
         valLoss = e.loss
         valAccuracy = e.accuracy
         state.lastValLoss = valLoss
@@ -330,7 +353,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     }
     const last = history.at(-1)
     if (last && last.valLoss === null) {
-      state.lastValLoss = evaluate(model, val.slice(0, config.evalBatches)).loss
+      state.lastValLoss = evaluateMasked(model, val.slice(0, config.evalBatches), opts.mask, state.step).loss
       last.valLoss = state.lastValLoss
     }
     await checkpoint()

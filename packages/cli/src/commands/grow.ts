@@ -1,9 +1,12 @@
 import {
+  applyMask,
   disposeModel,
   FlopMeter,
   formatFlops,
   type GrowthContext,
+  type GrowthMask,
   loadCheckpoint,
+  type Model,
   maxAbsLogitDiff,
   type OperatorRegistry,
   parseOptionPairs,
@@ -28,6 +31,16 @@ export interface GrowArgs {
   batchSize?: number
   seed: number
   force?: boolean
+}
+
+/** Source vs grown logits; a masked model (new structure fading in) is compared at mask 0, where training starts. */
+function verifyDiff(source: Model, grown: Model, mask: GrowthMask | undefined): number {
+  const view = applyMask(grown, mask, 0)
+  try {
+    return maxAbsLogitDiff(source, view)
+  } finally {
+    for (const [n, t] of Object.entries(view.params)) if (t !== grown.params[n]) t.dispose()
+  }
 }
 
 export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io): Promise<void> {
@@ -62,7 +75,7 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
     const result = await op.grow(source, target, ctx, options)
     const seconds = (performance.now() - start) / 1000
     try {
-      const diff = args.verify ? maxAbsLogitDiff(source, result.model) : result.report.maxAbsLogitDiff
+      const diff = args.verify ? verifyDiff(source, result.model, result.mask) : result.report.maxAbsLogitDiff
       const report = { ...result.report, maxAbsLogitDiff: diff ?? null, seconds }
       await saveCheckpoint(args.out, result.model, {
         meta: {
@@ -71,6 +84,7 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
           options,
           source: args.from,
           schedule: result.schedule ?? null,
+          mask: result.mask ?? null,
         },
         state: result.optimizerState,
       })

@@ -1,0 +1,201 @@
+import {
+  defineOperator,
+  GrowthError,
+  type GrowthMask,
+  type GrowthResult,
+  isMoELayer,
+  type Params,
+  specSummary,
+  type TransformerSpec,
+  validateParams,
+  z,
+} from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+
+export const stackOptions = z.strictObject({
+  /**
+   * stack: copy the whole model on top of itself (StackBERT for 2×, G_stack for g×);
+   * interleave: repeat each layer in place (0,0,1,1,…); masked: stack, with the new copies
+   * faded in through a mask ramping 0 → 1 (MSG), so the model starts as the source.
+   */
+  mode: z.enum(['stack', 'interleave', 'masked']).default('stack'),
+  /** Growth factor g = target layers / source layers; checked against the target when given. */
+  factor: z.number().int().min(2).optional(),
+  /** masked mode: training steps over which the mask ramps from 0 to 1. */
+  maskRampSteps: z.number().int().positive().default(200),
+})
+export type StackOptions = z.infer<typeof stackOptions>
+
+/** Which source layer each target layer copies. */
+export function layerOrder(sourceLayers: number, targetLayers: number, mode: StackOptions['mode']): number[] {
+  const g = targetLayers / sourceLayers
+  return Array.from({ length: targetLayers }, (_, i) =>
+    mode === 'interleave' ? Math.floor(i / g) : i % sourceLayers,
+  )
+}
+
+/** Target layers whose copy is new structure (masked mode fades these in). */
+export function newLayers(sourceLayers: number, targetLayers: number): number[] {
+  return Array.from({ length: targetLayers - sourceLayers }, (_, i) => sourceLayers + i)
+}
+
+/**
+ * G_stack's growth timing (Du et al., NeurIPS 2024): tokens d of base training before stacking,
+ * log10(d) = 0.88·log10(N) + 163.27 / log10(C) − 5.74, for N target parameters and C FLOPs.
+ */
+export function gstackGrowthTokens(targetParams: number, computeFlops: number): number {
+  if (!(targetParams > 0) || !(computeFlops > 10))
+    throw new RangeError('gstackGrowthTokens: targetParams must be > 0 and computeFlops > 10')
+  return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
+}
+
+const SHAPE_FIELDS = [
+  'family',
+  'vocabSize',
+  'maxSeqLen',
+  'dModel',
+  'nHeads',
+  'nKvHeads',
+  'headDim',
+  'dFF',
+  'activation',
+  'norm',
+  'normPlacement',
+  'normEps',
+  'bias',
+  'tieEmbeddings',
+  'positional',
+  'mlmHead',
+  'image',
+] as const
+
+export function checkStack(source: TransformerSpec, target: TransformerSpec, options: StackOptions): void {
+  for (const f of SHAPE_FIELDS) {
+    const a = JSON.stringify((source as unknown as Record<string, unknown>)[f])
+    const b = JSON.stringify((target as unknown as Record<string, unknown>)[f])
+    if (a !== b)
+      throw new GrowthError(
+        `stack grows depth only, but ${f} differs (${a ?? 'unset'} → ${b ?? 'unset'}); grow width, heads or FFN with lemon (lossless) or ligo first, then stack`,
+      )
+  }
+  const L1 = source.nLayers
+  const L2 = target.nLayers
+  if (L2 <= L1 || L2 % L1 !== 0)
+    throw new GrowthError(
+      `stack copies the whole model: target nLayers ${L2} must be a multiple (≥ 2×) of the source's ${L1}, e.g. ${2 * L1} or ${4 * L1}`,
+    )
+  if (options.factor !== undefined && options.factor !== L2 / L1)
+    throw new GrowthError(
+      `option factor ${options.factor} does not match the target: ${L1} → ${L2} layers is a factor of ${L2 / L1}`,
+      'GROWTH_OPTIONS',
+    )
+  if (options.mode === 'masked' && source.normPlacement === 'post')
+    throw new GrowthError(
+      'stack mode "masked" needs pre-norm: a post-norm layer re-normalises its input, so a masked (zero-output) layer is not an identity; use mode "stack", or lemon for lossless post-norm depth growth',
+    )
+  const order = layerOrder(L1, L2, options.mode)
+  order.forEach((j, i) => {
+    if (isMoELayer(source, j) !== isMoELayer(target, i))
+      throw new GrowthError(
+        `target layer ${i} copies source layer ${j}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${order
+          .map((jj, ii) => (isMoELayer(source, jj) ? ii : -1))
+          .filter((ii) => ii >= 0)
+          .join(', ')}]`,
+      )
+  })
+  if (
+    source.moe &&
+    target.moe &&
+    JSON.stringify({ ...source.moe, layers: [] }) !== JSON.stringify({ ...target.moe, layers: [] })
+  )
+    throw new GrowthError(
+      'stack copies experts as they are: the target moe settings (experts, topK, ...) must equal the source',
+    )
+}
+
+/** Residual-branch output projections of a layer: zero output ⇒ the pre-norm layer is an identity. */
+function outputProjections(params: Params, layer: number): string[] {
+  const p = `layers.${layer}.`
+  return Object.keys(params).filter(
+    (n) => n.startsWith(p) && (/\.attn\.o\.(weight|bias)$/.test(n) || /\.fc2\.(weight|bias)$/.test(n)),
+  )
+}
+
+const stack = defineOperator({
+  name: 'stack',
+  description:
+    'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…) or MSG-style masked',
+  options: stackOptions as unknown as z.ZodType<StackOptions>,
+  capabilities: {
+    width: false,
+    depth: true,
+    heads: false,
+    ffn: false,
+    moe: false,
+    learned: false,
+    // Only the masked mode preserves the function, and only at mask 0.
+    functionPreserving: false,
+  },
+  check: checkStack,
+  async grow(source, target, ctx, options): Promise<GrowthResult> {
+    const start = performance.now()
+    checkStack(source.spec, target, options)
+    validateParams(source.spec, source.params)
+    const order = layerOrder(source.spec.nLayers, target.nLayers, options.mode)
+    const params: Params = {}
+    for (const [name, t] of Object.entries(source.params)) {
+      const m = /^layers\.(\d+)\.(.*)$/.exec(name)
+      if (!m) params[name] = t.clone()
+    }
+    order.forEach((j, i) => {
+      for (const [name, t] of Object.entries(source.params))
+        if (name.startsWith(`layers.${j}.`))
+          params[`layers.${i}.${name.slice(`layers.${j}.`.length)}`] = t.clone()
+    })
+    ctx.progress({ stage: 'stack: copy layers', step: 1, total: 1 })
+    const mask: GrowthMask | undefined =
+      options.mode === 'masked'
+        ? {
+            params: newLayers(source.spec.nLayers, target.nLayers).flatMap((l) =>
+              outputProjections(params, l),
+            ),
+            rampSteps: options.maskRampSteps,
+          }
+        : undefined
+    const copiedBytes = Object.values(params).reduce((s, t) => s + t.size, 0)
+    return {
+      model: { spec: structuredClone(target), params },
+      mask,
+      report: {
+        method: 'stack',
+        growthFlops: 0,
+        steps: 0,
+        seconds: (performance.now() - start) / 1000,
+        functionPreserving: options.mode === 'masked',
+        maxAbsLogitDiff: null,
+        details: {
+          mode: options.mode,
+          factor: target.nLayers / source.spec.nLayers,
+          layerOrder: order,
+          copiedValues: copiedBytes,
+        },
+      },
+      schedule: {
+        kind: 'cosine',
+        peakLrScale: 1,
+        warmupFraction: 0.01,
+        decayFraction: 1,
+        minLrRatio: 0.1,
+        freshOptimizer: true,
+        ...(mask ? { maskRampSteps: mask.rampSteps } : {}),
+        note:
+          options.mode === 'masked'
+            ? `stack (masked): fresh optimizer; the ${mask!.params.length} output projections of the new layers ramp in over ${mask!.rampSteps} steps`
+            : 'stack: fresh optimizer, the schedule of training from scratch',
+      },
+    }
+  },
+})
+
+export default stack
+export { stack }
