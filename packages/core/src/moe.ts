@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs'
-import { denseMlp, linear } from './forward.js'
+import { activate, gatherRows } from './forward.js'
 import type { Params } from './params.js'
 import type { TransformerSpec } from './spec.js'
 
@@ -11,44 +11,97 @@ export interface MoEOutput {
   zLoss: tf.Scalar
 }
 
-/** Expert buffer size: ceil(k · N / E · factor); Infinity means no token is ever dropped. */
+/** Expert buffer size: ceil(k · N / E · factor), at most N; Infinity means no token is ever dropped. */
 export function expertCapacity(tokens: number, experts: number, topK: number, factor: number): number {
   if (!Number.isFinite(factor)) return tokens
   return Math.min(tokens, Math.ceil(((topK * tokens) / experts) * factor))
 }
 
-/**
- * Routing decisions (no gradient): for each token and expert, whether the token is
- * dispatched there. Token-choice top-k; buffers fill choice-rank first (all first choices
- * in token order, then second choices), so a token loses its lower-ranked choices first.
- */
-export function routeTopK(probs: Float32Array | number[], N: number, E: number, k: number, capacity: number) {
-  const chosen = new Uint8Array(N * E) // token picked expert (before capacity)
-  const kept = new Uint8Array(N * E) // token dispatched to expert (after capacity)
-  const choices: number[][] = []
-  for (let n = 0; n < N; n++) {
-    const order = Array.from({ length: E }, (_, e) => e).sort(
-      (a, b) => probs[n * E + b] - probs[n * E + a] || a - b,
-    )
-    choices.push(order.slice(0, k))
-    for (const e of choices[n]) chosen[n * E + e] = 1
-  }
-  const fill = new Int32Array(E)
-  for (let j = 0; j < k; j++)
-    for (let n = 0; n < N; n++) {
-      const e = choices[n][j]
-      if (fill[e] < capacity) {
-        fill[e]++
-        kept[n * E + e] = 1
-      }
-    }
-  return { chosen, kept }
+/** Routing of N tokens to E experts; every tensor is laid out choice-major ([k, N]). */
+export interface Routing {
+  /** Expert of each token's j-th choice, [k, N] int32 (j = 0 is the most probable). */
+  experts: tf.Tensor2D
+  /** One-hot of `experts`, [k, N, E] float32 (no gradient). */
+  choiceMask: tf.Tensor3D
+  /** 1 where the choice got a buffer place, 0 where it was dropped, [k, N]. */
+  kept: tf.Tensor2D
+  /** Row of the [E·capacity + 1] expert buffer each choice reads from: expert·capacity + position, or E·capacity (an always-zero row) when dropped; [k, N] int32. */
+  slot: tf.Tensor2D
+  /** Renormalised top-k gate weights times `kept`, [k, N]; differentiable in the router probabilities. */
+  gates: tf.Tensor2D
 }
 
 /**
- * A mixture-of-experts MLP on [..., D]. Gates are the router softmax restricted to each
- * token's top-k experts and renormalised to sum 1, so identical experts reproduce the dense
- * MLP exactly; tokens over an expert's capacity contribute 0 there (the residual carries them).
+ * Token-choice top-k routing with tensor ops. Each token takes its k most probable experts
+ * (ties: lower expert index first) with gates p_j / Σ_j' p_j'. Buffer places are given in
+ * priority order "choice rank, then token order": all first choices in token order fill the
+ * buffers before any second choice, so an overfull expert drops a token's lower-ranked choices
+ * first. A dropped choice keeps the others' renormalised gates (the residual carries the rest).
+ * Positions come from a cumulative sum over the choice-major one-hot mask.
+ */
+export function routeTopK(probs: tf.Tensor2D, k: number, capacity: number): Routing {
+  const [N, E] = probs.shape
+  // The decisions run inside a customGrad so the tape never sees topk/comparisons (which
+  // have no gradients); the router learns through the gate values and the auxiliary losses.
+  const decide = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const p = args[0] as tf.Tensor2D
+    const experts = tf.topk(p, k).indices.transpose()
+    const choiceMask = tf.oneHot(experts, E, 1, 0, 'float32')
+    const flat = choiceMask.reshape([k * N, E])
+    // 1-based place of each choice in its expert's queue (exact in float32 below 2^24).
+    const position = tf.sum(tf.mul(tf.cumsum(flat, 0), flat), 1).reshape([k, N])
+    const keep = tf.lessEqual(position, capacity)
+    const slot = tf.where(
+      keep,
+      tf.add(tf.mul(experts.toFloat(), capacity), tf.sub(position, 1)),
+      E * capacity,
+    )
+    // customGrad returns one tensor: [k, N, E + 3] = one-hot | expert | kept | slot.
+    const value = tf.concat(
+      [choiceMask, ...[experts.toFloat(), keep.toFloat(), slot].map((t) => t.expandDims(2))],
+      2,
+    )
+    return { value, gradFunc: () => [tf.zeros([N, E])] }
+  })
+  const packed = decide(probs)
+  const column = (c: number) => packed.slice([0, 0, c], [k, N, 1]).reshape([k, N])
+  const choiceMask = packed.slice([0, 0, 0], [k, N, E]) as tf.Tensor3D
+  const experts = column(E).toInt() as tf.Tensor2D
+  const kept = column(E + 1) as tf.Tensor2D
+  const slot = column(E + 2).toInt() as tf.Tensor2D
+  const picked = tf.sum(tf.mul(probs.expandDims(0), choiceMask), 2)
+  const gates = tf.mul(tf.div(picked, tf.sum(picked, 0, true)), kept) as tf.Tensor2D
+  return { experts, choiceMask, kept, slot, gates }
+}
+
+/** Stacks one MLP tensor of every expert: [E, ...shape]. */
+function stacked(params: Params, prefix: string, E: number, name: string): tf.Tensor {
+  return tf.stack(Array.from({ length: E }, (_, e) => params[`${prefix}.experts.${e}.${name}`]))
+}
+
+/** All experts' MLPs on their buffers [E, C, D] as batched matmuls. */
+function expertMlps(buffers: tf.Tensor, spec: TransformerSpec, params: Params, prefix: string): tf.Tensor {
+  const E = buffers.shape[0]!
+  const lin = (x: tf.Tensor, layer: string) => {
+    const y = tf.matMul(x as tf.Tensor3D, stacked(params, prefix, E, `${layer}.weight`) as tf.Tensor3D)
+    return spec.bias ? tf.add(y, stacked(params, prefix, E, `${layer}.bias`).expandDims(1)) : y
+  }
+  const up = lin(buffers, 'fc1')
+  const hidden =
+    spec.activation === 'swiglu'
+      ? tf.mul(activate(lin(buffers, 'gate'), 'swiglu'), up)
+      : activate(up, spec.activation)
+  return lin(hidden, 'fc2')
+}
+
+/**
+ * A mixture-of-experts MLP on [..., D]. Tokens are scattered into per-expert buffers of
+ * `expertCapacity` rows, all experts run as one batched matmul, and each token gathers its
+ * kept choices back weighted by its gates; no per-token JavaScript loop, no data sync.
+ * Identical experts reproduce the dense MLP exactly when no choice is dropped (the gates sum
+ * to 1); a dropped choice contributes 0, and a token with every choice dropped passes
+ * through the residual only. Gradients reach the router through the gates and the auxiliary
+ * losses, and each expert through the rows it processed.
  */
 export function moeMlp(
   x: tf.Tensor,
@@ -64,34 +117,27 @@ export function moeMlp(
   const D = spec.dModel
   const xf = x.reshape([-1, D])
   const N = xf.shape[0]!
-  const logits = linear(xf, params[`${prefix}.router.weight`])
-  const probs = tf.softmax(logits)
+  const logits = tf.matMul(xf as tf.Tensor2D, params[`${prefix}.router.weight`] as tf.Tensor2D)
+  const probs = tf.softmax(logits) as tf.Tensor2D
   const factor = capacityFactor ?? (training ? moe.capacityFactor : moe.evalCapacityFactor)
-  const { chosen, kept } = routeTopK(
-    probs.dataSync() as Float32Array,
-    N,
-    E,
-    k,
-    expertCapacity(N, E, k, factor),
-  )
-  const chosenMask = tf.tensor2d(Float32Array.from(chosen), [N, E])
-  const keptMask = tf.tensor2d(Float32Array.from(kept), [N, E])
-  const topProbs = tf.mul(probs, chosenMask)
-  const gates = tf.mul(tf.div(topProbs, tf.sum(topProbs, 1, true)), keptMask)
+  const C = expertCapacity(N, E, k, factor)
+  const r = routeTopK(probs, k, C)
 
-  const parts: tf.Tensor[] = []
-  for (let e = 0; e < E; e++) {
-    const tokens: number[] = []
-    for (let n = 0; n < N; n++) if (kept[n * E + e]) tokens.push(n)
-    if (tokens.length === 0) continue
-    const idx = tf.tensor1d(tokens, 'int32')
-    const y = denseMlp(tf.gather(xf, idx), spec, params, `${prefix}.experts.${e}`)
-    const g = tf.gather(gates.slice([0, e], [N, 1]), idx)
-    parts.push(tf.unsortedSegmentSum(tf.mul(y, g), idx, N))
-  }
-  const combined = parts.length > 0 ? tf.addN(parts) : tf.zerosLike(xf)
+  // Which token fills each buffer row (token + 1; 0 = empty, read from a zero row). Dropped
+  // choices all land on the extra row E·C, which is cut off.
+  const tokenIds = tf.tile(tf.range(1, N + 1, 1, 'int32').expandDims(0), [k, 1])
+  const filler = tf
+    .scatterND(r.slot.reshape([k * N, 1]), tokenIds.reshape([k * N]), [E * C + 1])
+    .slice([0], [E * C])
+  const padded = tf.concat([tf.zeros([1, D]), xf], 0)
+  const buffers = gatherRows(padded, filler).reshape([E, C, D])
+  const y = expertMlps(buffers, spec, params, prefix).reshape([E * C, D])
 
-  const fraction = tf.div(tf.sum(chosenMask, 0), N * k)
+  const yPadded = tf.concat([y, tf.zeros([1, D])], 0)
+  const perChoice = gatherRows(yPadded, r.slot).reshape([k, N, D])
+  const combined = tf.sum(tf.mul(perChoice, r.gates.expandDims(2)), 0)
+
+  const fraction = tf.div(tf.sum(r.choiceMask, [0, 1]), N * k)
   const meanProb = tf.mean(probs, 0)
   const loadBalance = tf.mul(tf.sum(tf.mul(fraction, meanProb)), E) as tf.Scalar
   const zLoss = tf.mean(tf.square(tf.logSumExp(logits, 1))) as tf.Scalar
