@@ -271,6 +271,15 @@ describe('sprout CLI', () => {
     expect(t.code).toBe(0)
   })
 
+  it('bench: an unknown suite or a directory without a comparison is a clear error', async () => {
+    const a = await run('bench', 'compare', '--suite', 'nosuch')
+    expect(a.code).toBe(2)
+    expect(a.stderr.join('\n')).toMatch(/unknown suite "nosuch": choose smoke, quick, vit, paper/)
+    const b = await run('bench', 'report', dir)
+    expect(b.code).toBe(1)
+    expect(b.stderr.join('\n')).toMatch(/is not a comparison directory/)
+  })
+
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
     expect(

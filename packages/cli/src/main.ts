@@ -1,3 +1,4 @@
+import { runBenchCompare, runBenchReport } from '@sprout/bench'
 import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
@@ -116,6 +117,28 @@ export function buildProgram(io: Io): Command {
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runEval(opts, io)
+    })
+
+  const bench = program.command('bench').description('compare growth methods against training from scratch')
+  bench
+    .command('compare')
+    .description('train scratch and every method on a suite; write results.json, report.md and plots')
+    .requiredOption('--suite <name|file>', 'smoke, quick, vit, paper, or a suite JSON file')
+    .option('--methods <list>', 'comma-separated methods (default: all installed, plus the suite variants)')
+    .option('--out <dir>', 'output directory (default runs/bench-<suite>)')
+    .option('--resume', 'continue an interrupted comparison in --out, keeping finished methods')
+    .option('--json', 'print a JSON summary as the last line')
+    .action(async (opts) => {
+      await withBackend(program.opts().backend, io)
+      await runBenchCompare(opts, registry.list(), io)
+    })
+  bench
+    .command('report')
+    .description('re-render report.md and the plots of a comparison directory')
+    .argument('<dir>', 'a directory written by `sprout bench compare`')
+    .action(async (dir) => {
+      await withBackend(program.opts().backend, io)
+      await runBenchReport({ dir }, io)
     })
 
   program

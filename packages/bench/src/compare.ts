@@ -1,0 +1,407 @@
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import {
+  type Batch,
+  disposeModel,
+  FlopMeter,
+  type GrowthContext,
+  GrowthError,
+  type GrowthOperator,
+  initModel,
+  loadCheckpoint,
+  type Model,
+  parseOptions,
+  SeededRandom,
+  SproutError,
+  saveCheckpoint,
+  type TransformerSpec,
+  writeFileAtomic,
+} from '@sprout/core'
+import { openDataset } from '@sprout/data'
+import { createFit, evaluate, scheduleFromRecommendation, type TrainConfig, train } from '@sprout/trainer'
+import * as tf from '@tensorflow/tfjs'
+import { writeReport } from './report.js'
+import { loadSuite, type ResolvedSuite } from './suites.js'
+
+export interface Io {
+  out(line: string): void
+  err(line: string): void
+}
+
+export interface CompareArgs {
+  suite: string
+  /** Comma-separated method names (default: scratch, every installed method, the suite's variants). */
+  methods?: string
+  out?: string
+  json?: boolean
+  resume?: boolean
+}
+
+/** One method's run, persisted as runs/<name>.json as soon as it finishes. */
+export interface MethodRun {
+  name: string
+  method: string
+  status: 'done' | 'skipped'
+  reason?: string
+  /** Target spec when it differs from the suite's (variants). */
+  variantTarget?: TransformerSpec
+  growthFlops: number
+  growthSeconds: number
+  /** Validation curve from the start of target training (growth included in flops/seconds). */
+  curve: { step: number; flops: number; seconds: number; valLoss: number }[]
+  finalValLoss: number | null
+  schedule: 'suite' | 'recommended'
+  scheduleNote?: string
+  details?: Record<string, unknown>
+}
+
+export interface SourceRun {
+  steps: number
+  flops: number
+  seconds: number
+  valLoss: number
+}
+
+const RUNS = 'runs'
+
+function trainConfig(suite: ResolvedSuite): TrainConfig {
+  return {
+    steps: suite.targetSteps,
+    optimizer: { kind: 'adamw', ...suite.optimizer },
+    schedule: suite.schedule,
+    clipNorm: suite.clipNorm,
+    evalEvery: suite.evalEvery,
+    evalBatches: suite.evalBatches,
+  }
+}
+
+async function dataFor(suite: ResolvedSuite, spec: TransformerSpec, seed: number) {
+  return openDataset(suite.data, spec, {
+    batchSize: suite.batchSize,
+    seqLen: suite.seqLen,
+    seed,
+    tokenizer: suite.tokenizer,
+  })
+}
+
+/** Pretrains the source once per output directory; later runs and --resume reuse it. */
+async function sourceModel(
+  suite: ResolvedSuite,
+  out: string,
+  io: Io,
+  stop: () => boolean,
+): Promise<{ model: Model; run: SourceRun }> {
+  const dir = join(out, 'source')
+  const done = join(dir, 'done.json')
+  if (existsSync(done)) {
+    io.err('source: reusing the pretrained source model')
+    return { model: loadCheckpoint(join(dir, 'model')).model, run: JSON.parse(readFileSync(done, 'utf8')) }
+  }
+  const data = await dataFor(suite, suite.source, suite.seed + 100)
+  const val = data.valBatches(suite.evalBatches)
+  const init = initModel(suite.source, suite.seed + 100)
+  io.err(`source: pretraining for ${suite.sourceSteps} steps (reported separately)`)
+  try {
+    const r = await train({
+      model: init,
+      train: data.train,
+      val,
+      config: { ...trainConfig(suite), steps: suite.sourceSteps },
+      log: (l) => io.err(`  source ${l}`),
+      shouldStop: stop,
+    })
+    if (r.stoppedBy === 'interrupted') {
+      disposeModel(r.model)
+      throw new SproutError('USAGE', 'interrupted while pretraining the source; rerun with --resume')
+    }
+    await saveCheckpoint(join(dir, 'model'), r.model, { meta: { createdBy: 'sprout bench compare: source' } })
+    const run: SourceRun = {
+      steps: r.state.step,
+      flops: r.state.flops,
+      seconds: r.state.seconds,
+      valLoss: r.valLoss!,
+    }
+    writeFileAtomic(done, JSON.stringify(run))
+    return { model: r.model, run }
+  } finally {
+    disposeModel(init)
+    tf.dispose(val.flatMap((b) => Object.values(b)))
+  }
+}
+
+function growthContext(
+  seed: number,
+  io: Io,
+  name: string,
+  batches: GrowthContext['batches'],
+  fit: GrowthContext['fit'],
+): GrowthContext {
+  return {
+    seed,
+    random: new SeededRandom(seed),
+    flops: new FlopMeter(),
+    batches,
+    fit,
+    progress: (e) => {
+      if (e.step !== undefined && e.total !== undefined && e.total > 1 && e.step === e.total)
+        io.err(
+          `  ${name}: ${e.stage} ${e.step}/${e.total}${e.loss !== undefined ? ` loss ${e.loss.toFixed(4)}` : ''}`,
+        )
+    },
+    log: (m) => io.err(`  ${name}: ${m}`),
+  }
+}
+
+interface Planned {
+  name: string
+  method: string
+  target: TransformerSpec
+  options: Record<string, unknown>
+  variant: boolean
+}
+
+function plan(suite: ResolvedSuite, operators: GrowthOperator<any>[], only?: string): Planned[] {
+  const all: Planned[] = [
+    { name: 'scratch', method: 'scratch', target: suite.target, options: {}, variant: false },
+    ...operators
+      .filter((op) => op.name !== 'identity')
+      .map((op) => ({
+        name: op.name,
+        method: op.name,
+        target: suite.target,
+        options: suite.methods[op.name] ?? {},
+        variant: false,
+      })),
+    ...suite.variants.map((v) => ({
+      name: v.name,
+      method: v.method,
+      target: v.target,
+      options: v.options,
+      variant: true,
+    })),
+  ]
+  if (!only) return all
+  const wanted = only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const w of wanted)
+    if (!all.some((p) => p.name === w))
+      throw new SproutError(
+        'USAGE',
+        `--methods: "${w}" is not available; choose from ${all.map((p) => p.name).join(', ')}`,
+      )
+  if (!wanted.includes('scratch')) wanted.unshift('scratch')
+  return all.filter((p) => wanted.includes(p.name))
+}
+
+async function runMethod(
+  out: string,
+  suite: ResolvedSuite,
+  p: Planned,
+  source: Model,
+  operators: GrowthOperator<any>[],
+  io: Io,
+  stop: () => boolean,
+): Promise<MethodRun | null> {
+  const base: MethodRun = {
+    name: p.name,
+    method: p.method,
+    status: 'done',
+    growthFlops: 0,
+    growthSeconds: 0,
+    curve: [],
+    finalValLoss: null,
+    schedule: 'suite',
+    ...(p.variant ? { variantTarget: p.target } : {}),
+  }
+  const op = operators.find((o) => o.name === p.method)
+  if (p.method !== 'scratch' && !op)
+    return { ...base, status: 'skipped', reason: `method ${p.method} is not installed` }
+  let model: Model
+  let config = trainConfig(suite)
+  let optimizerState: Record<string, tf.Tensor> | undefined
+  let mask
+  if (!op) {
+    model = initModel(p.target, suite.seed)
+  } else {
+    let options: Record<string, unknown>
+    try {
+      options = parseOptions(op, p.options)
+      op.check(source.spec, p.target, options)
+    } catch (e) {
+      if (e instanceof GrowthError) return { ...base, status: 'skipped', reason: e.message }
+      throw e
+    }
+    const fitData = op.capabilities.learned ? await dataFor(suite, p.target, suite.seed + 200) : null
+    const ctx = growthContext(
+      suite.seed,
+      io,
+      p.name,
+      fitData?.train,
+      fitData ? createFit(fitData.train) : undefined,
+    )
+    const start = performance.now()
+    const result = await op.grow(source, p.target, ctx, options)
+    base.growthSeconds = (performance.now() - start) / 1000
+    base.growthFlops = result.report.growthFlops
+    base.details = result.report.details
+    model = result.model
+    mask = result.mask
+    if (result.schedule) {
+      config = {
+        ...config,
+        schedule: scheduleFromRecommendation(result.schedule, suite.targetSteps),
+        optimizer: { ...config.optimizer, lr: config.optimizer.lr * result.schedule.peakLrScale },
+      }
+      base.schedule = 'recommended'
+      base.scheduleNote = result.schedule.note
+    }
+    if (result.optimizerState && !result.schedule?.freshOptimizer) optimizerState = result.optimizerState
+    else if (result.optimizerState) tf.dispose(Object.values(result.optimizerState))
+  }
+  const data = await dataFor(suite, p.target, suite.seed)
+  const val: Batch[] = data.valBatches(suite.evalBatches)
+  const metricsFile = join(out, 'metrics', `${p.name}.jsonl`)
+  rmSync(metricsFile, { force: true })
+  try {
+    const start = evaluate(model, val)
+    base.curve.push({ step: 0, flops: base.growthFlops, seconds: base.growthSeconds, valLoss: start.loss })
+    const r = await train({
+      model,
+      train: data.train,
+      val,
+      config,
+      optimizerState,
+      mask,
+      flopOffset: base.growthFlops,
+      log: (l) => io.err(`  ${p.name} ${l}`),
+      onMetrics: (row) => {
+        appendFileSync(
+          metricsFile,
+          `${JSON.stringify({ ...row, flops: base.growthFlops + row.flops, trainFlops: row.flops })}\n`,
+        )
+        if (row.valLoss !== null)
+          base.curve.push({
+            step: row.step,
+            flops: base.growthFlops + row.flops,
+            seconds: base.growthSeconds + row.seconds,
+            valLoss: row.valLoss,
+          })
+      },
+      shouldStop: stop,
+    })
+    disposeModel(r.model)
+    if (r.stoppedBy === 'interrupted') return null
+    base.finalValLoss = r.valLoss
+    if (base.curve.at(-1)!.step !== r.state.step && r.valLoss !== null)
+      base.curve.push({
+        step: r.state.step,
+        flops: base.growthFlops + r.state.flops,
+        seconds: base.growthSeconds + r.state.seconds,
+        valLoss: r.valLoss,
+      })
+    return base
+  } finally {
+    disposeModel(model)
+    if (optimizerState) tf.dispose(Object.values(optimizerState))
+    tf.dispose(val.flatMap((b) => Object.values(b)))
+  }
+}
+
+/**
+ * `sprout bench compare`: pretrains the suite's source once, then trains scratch and every
+ * method's grown model with the same data order, schedule family and evaluation, and writes
+ * results.json, metrics, report.md and plots to the output directory.
+ */
+export async function runBenchCompare(
+  args: CompareArgs,
+  operators: GrowthOperator<any>[],
+  io: Io,
+): Promise<void> {
+  const suite = loadSuite(args.suite)
+  const out = resolve(args.out ?? join('runs', `bench-${suite.name}`))
+  const planned = plan(suite, operators, args.methods)
+  const suiteFile = join(out, 'suite.json')
+  if (existsSync(out)) {
+    if (existsSync(suiteFile)) {
+      const previous = JSON.parse(readFileSync(suiteFile, 'utf8'))
+      if (JSON.stringify(previous) !== JSON.stringify(suite))
+        throw new SproutError(
+          'IO',
+          `--out ${out} holds a comparison of a different suite ("${previous.name}"); choose another --out`,
+        )
+      if (!args.resume)
+        throw new SproutError(
+          'IO',
+          `--out ${out} already holds this comparison; pass --resume to continue it or choose another --out`,
+        )
+    } else if (readdirSync(out).length > 0) {
+      throw new SproutError('IO', `--out ${out} exists and is not a comparison; choose another --out`)
+    }
+  }
+  mkdirSync(join(out, RUNS), { recursive: true })
+  mkdirSync(join(out, 'metrics'), { recursive: true })
+  writeFileAtomic(suiteFile, JSON.stringify(suite, null, 2))
+  let interrupted = false
+  const onSigint = () => {
+    interrupted = true
+    io.err('interrupt: stopping after the current step; rerun with --resume to continue')
+    process.off('SIGINT', onSigint)
+  }
+  process.on('SIGINT', onSigint)
+  const stop = () => interrupted
+  try {
+    const { model: source, run: sourceRun } = await sourceModel(suite, out, io, stop)
+    try {
+      for (const [i, p] of planned.entries()) {
+        const file = join(out, RUNS, `${p.name}.json`)
+        if (existsSync(file)) {
+          io.err(`[${i + 1}/${planned.length}] ${p.name}: done earlier, kept`)
+          continue
+        }
+        io.err(`[${i + 1}/${planned.length}] ${p.name}`)
+        const run = await runMethod(out, suite, p, source, operators, io, stop)
+        if (!run) break
+        if (run.status === 'skipped') io.err(`  ${p.name}: skipped: ${run.reason}`)
+        writeFileAtomic(file, JSON.stringify(run))
+        if (interrupted) break
+      }
+    } finally {
+      disposeModel(source)
+    }
+    if (interrupted)
+      throw new SproutError(
+        'USAGE',
+        `interrupted; finished methods are saved in ${out}; continue with --resume`,
+      )
+    const runs: MethodRun[] = planned
+      .map((p) => join(out, RUNS, `${p.name}.json`))
+      .filter((f) => existsSync(f))
+      .map((f) => JSON.parse(readFileSync(f, 'utf8')))
+    const results = await writeReport(out, suite, sourceRun, runs)
+    for (const line of results.table) io.out(line)
+    io.out(`report: ${join(out, 'report.md')}`)
+    if (args.json) io.out(JSON.stringify({ suite: suite.name, out, methods: results.methods }))
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+}
+
+/** `sprout bench report DIR`: re-renders report.md and the plots from a finished comparison. */
+export async function runBenchReport(args: { dir: string }, io: Io): Promise<void> {
+  const dir = resolve(args.dir)
+  const suiteFile = join(dir, 'suite.json')
+  if (!existsSync(suiteFile))
+    throw new SproutError('INPUT_INVALID', `${args.dir} is not a comparison directory (no suite.json)`)
+  const suite = JSON.parse(readFileSync(suiteFile, 'utf8')) as ResolvedSuite
+  const sourceFile = join(dir, 'source', 'done.json')
+  if (!existsSync(sourceFile))
+    throw new SproutError('INPUT_INVALID', `${args.dir}: the comparison has no finished source run yet`)
+  const runs: MethodRun[] = readdirSync(join(dir, RUNS))
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(readFileSync(join(dir, RUNS, f), 'utf8')))
+  const results = await writeReport(dir, suite, JSON.parse(readFileSync(sourceFile, 'utf8')), runs)
+  for (const line of results.table) io.out(line)
+  io.out(`report: ${join(dir, 'report.md')}`)
+}

@@ -1,0 +1,5 @@
+export * from './compare.js'
+export * from './plots.js'
+export * from './report.js'
+export * from './savings.js'
+export * from './suites.js'

@@ -1,0 +1,171 @@
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { formatFlops, specSummary, writeFileAtomic } from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+import type { MethodRun, SourceRun } from './compare.js'
+import { type CurvePoint, lossCurveSpec, renderChart, savingsSpec } from './plots.js'
+import { firstReach, lossAt, savings } from './savings.js'
+import type { ResolvedSuite } from './suites.js'
+
+const require = createRequire(import.meta.url)
+
+export interface MethodResult {
+  name: string
+  method: string
+  status: 'done' | 'skipped'
+  reason?: string
+  variant: boolean
+  growthFlops: number
+  growthSeconds: number
+  /** FLOPs (growth included) to reach scratch's final validation loss; null if never reached. */
+  flopsToTarget: number | null
+  secondsToTarget: number | null
+  /** 1 − flopsToTarget / scratch's FLOPs. */
+  savings: number | null
+  /** Validation loss at scratch's total FLOPs (null if the run ended before). */
+  lossAtEqualFlops: number | null
+  finalValLoss: number | null
+  totalFlops: number | null
+  schedule: 'suite' | 'recommended'
+  scheduleNote?: string
+}
+
+export interface Results {
+  suite: string
+  date: string
+  backend: string
+  target: number | null
+  source: SourceRun
+  methods: MethodResult[]
+  table: string[]
+}
+
+function versions(): Record<string, string> {
+  const out: Record<string, string> = { '@tensorflow/tfjs': tf.version_core }
+  for (const pkg of ['@sprout/core', '@sprout/trainer', '@sprout/data', '@sprout/bench']) {
+    try {
+      out[pkg] = JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')).version
+    } catch {
+      // not resolvable from here (e.g. running from sources): leave it out
+    }
+  }
+  return out
+}
+
+/** Scratch's final loss is the target every method is measured against. */
+export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): Results {
+  const scratch = runs.find((r) => r.name === 'scratch' && r.status === 'done')
+  const target = scratch?.finalValLoss ?? null
+  const scratchFlops = scratch?.curve.at(-1)?.flops ?? null
+  const methods: MethodResult[] = runs.map((r) => {
+    const reach = target !== null && r.status === 'done' ? firstReach(r.curve, target) : null
+    return {
+      name: r.name,
+      method: r.method,
+      status: r.status,
+      reason: r.reason,
+      variant: r.variantTarget !== undefined,
+      growthFlops: r.growthFlops,
+      growthSeconds: r.growthSeconds,
+      flopsToTarget: reach?.flops ?? null,
+      secondsToTarget: reach?.seconds ?? null,
+      savings:
+        scratchFlops !== null && r.status === 'done' ? savings(reach?.flops ?? null, scratchFlops) : null,
+      lossAtEqualFlops: scratchFlops !== null && r.status === 'done' ? lossAt(r.curve, scratchFlops) : null,
+      finalValLoss: r.finalValLoss,
+      totalFlops: r.curve.at(-1)?.flops ?? null,
+      schedule: r.schedule,
+      scheduleNote: r.scheduleNote,
+    }
+  })
+  const order = (m: MethodResult) => (m.status === 'skipped' ? 3 : m.savings === null ? 2 : 1)
+  methods.sort((a, b) => order(a) - order(b) || (b.savings ?? -Infinity) - (a.savings ?? -Infinity))
+  const pct = (x: number | null) => (x === null ? 'not reached' : `${(100 * x).toFixed(1)}%`)
+  const table = [
+    `target: scratch's final validation loss ${target?.toFixed(4) ?? '-'}`,
+    ...methods.map((m) =>
+      m.status === 'skipped'
+        ? `  ${m.name.padEnd(12)} skipped: ${m.reason}`
+        : `  ${m.name.padEnd(12)} savings ${pct(m.savings).padStart(11)}  final ${m.finalValLoss?.toFixed(4) ?? '-'}  growth ${formatFlops(m.growthFlops)}`,
+    ),
+  ]
+  return { suite, date: new Date().toISOString(), backend: tf.getBackend(), target, source, methods, table }
+}
+
+function markdown(suite: ResolvedSuite, r: Results): string {
+  const f = (x: number | null) => (x === null ? '—' : formatFlops(x))
+  const s = (x: number | null) => (x === null ? '—' : `${x.toFixed(1)} s`)
+  const l = (x: number | null) => (x === null ? '—' : x.toFixed(4))
+  const rows = r.methods.map((m) =>
+    m.status === 'skipped'
+      ? `| ${m.name} | skipped | | | | | | ${m.reason} |`
+      : `| ${m.name} | ${m.savings === null ? 'not reached' : `**${(100 * m.savings).toFixed(1)}%**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
+          m.variant ? 'different target (variant)' : '',
+          m.schedule === 'recommended' ? `method's schedule: ${m.scheduleNote}` : '',
+        ]
+          .filter(Boolean)
+          .join('; ')} |`,
+  )
+  const cpu = cpus()
+  return `# Sprout growth comparison: \`${suite.name}\`
+
+${suite.description}
+
+- Source: ${specSummary(suite.source)}, pretrained ${r.source.steps} steps (${formatFlops(r.source.flops)}, ${r.source.seconds.toFixed(1)} s, val loss ${r.source.valLoss.toFixed(4)}) — shared by every method, not charged to any.
+- Target: ${specSummary(suite.target)}, ${suite.targetSteps} steps of ${suite.batchSize} × ${suite.seqLen ?? suite.target.maxSeqLen} on \`${suite.data}\`, AdamW lr ${suite.optimizer.lr}, ${suite.schedule.kind} schedule, eval every ${suite.evalEvery} steps on ${suite.evalBatches} fixed batches, seed ${suite.seed}.
+- Target loss: scratch's final validation loss, **${l(r.target)}**. Savings = 1 − FLOPs to reach it / scratch's FLOPs; growth and operator fitting FLOPs are charged to the method.
+- Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; backend \`${r.backend}\`; ${Object.entries(
+    versions(),
+  )
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}; ${r.date}.
+
+| method | compute saved | FLOPs to target | time to target | loss at scratch's FLOPs | final loss | growth cost | notes |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+
+A negative saving means the method needed more compute than scratch; "not reached" means it
+never got to scratch's final loss within the budget.
+
+![validation loss vs FLOPs](loss-vs-flops.svg)
+
+![validation loss vs time](loss-vs-time.svg)
+
+![compute saved](savings.svg)
+`
+}
+
+/** Writes results.json, report.md and the plots (SVG and PNG) into `dir`. */
+export async function writeReport(
+  dir: string,
+  suite: ResolvedSuite,
+  source: SourceRun,
+  runs: MethodRun[],
+): Promise<Results> {
+  const results = summarise(suite.name, source, runs)
+  const points: CurvePoint[] = runs
+    .filter((r) => r.status === 'done')
+    .flatMap((r) =>
+      r.curve.map((c) => ({
+        method: r.name,
+        flops: Math.max(c.flops, 1),
+        seconds: c.seconds,
+        valLoss: c.valLoss,
+      })),
+    )
+  const charts = {
+    'loss-vs-flops': lossCurveSpec(points, 'flops', `${suite.name}: validation loss vs compute`),
+    'loss-vs-time': lossCurveSpec(points, 'seconds', `${suite.name}: validation loss vs wall time`),
+    savings: savingsSpec(results.methods, `${suite.name}: compute saved to reach scratch's final loss`),
+  }
+  for (const [name, spec] of Object.entries(charts)) {
+    const { svg, png } = await renderChart(spec)
+    writeFileAtomic(join(dir, `${name}.svg`), svg)
+    writeFileSync(join(dir, `${name}.png`), png)
+  }
+  writeFileAtomic(join(dir, 'results.json'), `${JSON.stringify({ ...results, table: undefined }, null, 2)}\n`)
+  writeFileAtomic(join(dir, 'report.md'), markdown(suite, results))
+  return results
+}

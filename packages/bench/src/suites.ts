@@ -1,0 +1,226 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { formatIssue, parseSpec, SproutError, type TransformerSpec } from '@sprout/core'
+import { z } from 'zod'
+
+const count = z.number().int().positive()
+const specObject = z.record(z.string(), z.unknown())
+
+/** A benchmark suite: everything that must be equal across the methods it compares. */
+export const suiteSchema = z.strictObject({
+  name: z.string().min(1),
+  description: z.string().default(''),
+  /** moby-dick, sotu, mnist, fashion-mnist or a path. */
+  data: z.string(),
+  tokenizer: z.enum(['byte', 'char', 'gpt2']).default('byte'),
+  batchSize: count,
+  seqLen: count.optional(),
+  source: specObject,
+  target: specObject,
+  /** Pretraining of the source model (run once, shared, reported separately). */
+  sourceSteps: count,
+  /** Training steps of every target model (scratch and grown). */
+  targetSteps: count,
+  optimizer: z
+    .strictObject({
+      lr: z.number().positive().default(3e-3),
+      weightDecay: z.number().min(0).default(0.1),
+      beta1: z.number().min(0).lt(1).default(0.9),
+      beta2: z.number().min(0).lt(1).default(0.99),
+    })
+    .default({ lr: 3e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.99 }),
+  schedule: z
+    .strictObject({
+      kind: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+      warmupSteps: z.number().int().nonnegative().default(0),
+      minLrRatio: z.number().min(0).max(1).default(0.1),
+    })
+    .default({ kind: 'cosine', warmupSteps: 0, minLrRatio: 0.1 }),
+  clipNorm: z.number().positive().default(1),
+  evalEvery: count,
+  evalBatches: count.default(4),
+  seed: z.number().int().nonnegative().default(1),
+  /** Per-method options, e.g. {"ligo": {"steps": 20}}. */
+  methods: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  /**
+   * Extra runs with a different target grown from the same source, e.g. an upcycled
+   * mixture-of-experts; compared against the same scratch run, and flagged as such.
+   */
+  variants: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        method: z.string().min(1),
+        target: specObject,
+        options: z.record(z.string(), z.unknown()).default({}),
+      }),
+    )
+    .default([]),
+})
+
+export type Suite = z.infer<typeof suiteSchema>
+
+export interface ResolvedSuite extends Omit<Suite, 'source' | 'target' | 'variants'> {
+  source: TransformerSpec
+  target: TransformerSpec
+  variants: { name: string; method: string; target: TransformerSpec; options: Record<string, unknown> }[]
+}
+
+const decoder = (L: number, D: number, H: number, T: number) => ({
+  family: 'decoder',
+  vocabSize: 256,
+  maxSeqLen: T,
+  dModel: D,
+  nLayers: L,
+  nHeads: H,
+  dFF: 4 * D,
+})
+
+/** Built-in suites, all on data installed with Sprout. */
+export const BUILTIN_SUITES: Record<string, Suite> = {
+  smoke: suiteSchema.parse({
+    name: 'smoke',
+    description:
+      'Every method on a tiny byte-level GPT (1L d32 → 2L d64) on Moby Dick; under 2 minutes on 2 cores, for CI',
+    data: 'moby-dick',
+    batchSize: 4,
+    seqLen: 32,
+    source: decoder(1, 32, 2, 32),
+    target: decoder(2, 64, 4, 32),
+    sourceSteps: 40,
+    targetSteps: 40,
+    evalEvery: 10,
+    evalBatches: 2,
+    schedule: { warmupSteps: 4 },
+    methods: { ligo: { steps: 10 }, mango: { steps: 10, rank: 1 } },
+    variants: [
+      {
+        name: 'upcycle-4x',
+        method: 'upcycle',
+        target: { ...decoder(1, 32, 2, 32), moe: { experts: 4, topK: 2, layers: [0] } },
+      },
+    ],
+  }),
+  quick: suiteSchema.parse({
+    name: 'quick',
+    description:
+      'Byte-level GPT on Moby Dick: 2L d128 source (300 steps) grown to 4L d256 (200 steps), plus an 8-expert upcycled source',
+    data: 'moby-dick',
+    batchSize: 4,
+    seqLen: 64,
+    source: decoder(2, 128, 4, 64),
+    target: decoder(4, 256, 8, 64),
+    sourceSteps: 300,
+    targetSteps: 200,
+    evalEvery: 25,
+    evalBatches: 8,
+    schedule: { warmupSteps: 10 },
+    methods: { ligo: { steps: 40 }, mango: { steps: 40, rank: 1 } },
+    variants: [
+      {
+        name: 'upcycle-8x',
+        method: 'upcycle',
+        target: { ...decoder(2, 128, 4, 64), moe: { experts: 8, topK: 2, layers: [0, 1] } },
+      },
+    ],
+  }),
+  vit: suiteSchema.parse({
+    name: 'vit',
+    description: 'ViT on MNIST digits: 2L d64 source grown to 4L d128 (patches 7×7)',
+    data: 'mnist',
+    batchSize: 32,
+    source: {
+      family: 'vit',
+      vocabSize: 0,
+      maxSeqLen: 17,
+      dModel: 64,
+      nLayers: 2,
+      nHeads: 4,
+      dFF: 256,
+      image: { size: 28, patch: 7, channels: 1, classes: 10 },
+    },
+    target: {
+      family: 'vit',
+      vocabSize: 0,
+      maxSeqLen: 17,
+      dModel: 128,
+      nLayers: 4,
+      nHeads: 8,
+      dFF: 512,
+      image: { size: 28, patch: 7, channels: 1, classes: 10 },
+    },
+    sourceSteps: 200,
+    targetSteps: 200,
+    evalEvery: 25,
+    evalBatches: 8,
+    optimizer: { lr: 1e-3 },
+    schedule: { warmupSteps: 10 },
+    methods: { ligo: { steps: 40 }, mango: { steps: 40, rank: 1 } },
+  }),
+  paper: suiteSchema.parse({
+    name: 'paper',
+    description:
+      'Larger: 6L d256 source on the State of the Union grown to 12L d512; hours even on the native backend; not run in CI',
+    data: 'sotu',
+    batchSize: 16,
+    seqLen: 128,
+    source: decoder(6, 256, 4, 128),
+    target: decoder(12, 512, 8, 128),
+    sourceSteps: 3000,
+    targetSteps: 3000,
+    evalEvery: 250,
+    evalBatches: 16,
+    schedule: { warmupSteps: 100 },
+    methods: { ligo: { steps: 100 }, mango: { steps: 100 } },
+  }),
+}
+
+function resolveSpec(raw: Record<string, unknown>, where: string): TransformerSpec {
+  try {
+    return parseSpec(raw)
+  } catch (e) {
+    throw new SproutError('INPUT_INVALID', `${where}: ${(e as Error).message}`)
+  }
+}
+
+/** Validates a suite (built-in or user JSON); errors name the field. */
+export function resolveSuite(raw: unknown, where = 'suite'): ResolvedSuite {
+  const r = suiteSchema.safeParse(raw)
+  if (!r.success) throw new SproutError('INPUT_INVALID', formatIssue(where, r.error.issues[0], raw))
+  const s = r.data
+  const source = resolveSpec(s.source, `${where}.source`)
+  const target = resolveSpec(s.target, `${where}.target`)
+  if (source.family !== target.family)
+    throw new SproutError(
+      'INPUT_INVALID',
+      `${where}: source family ${source.family} differs from target family ${target.family}`,
+    )
+  return {
+    ...s,
+    source,
+    target,
+    variants: s.variants.map((v, i) => ({
+      ...v,
+      target: resolveSpec(v.target, `${where}.variants.${i}.target`),
+    })),
+  }
+}
+
+/** A built-in suite name or a path to a suite JSON file. */
+export function loadSuite(nameOrPath: string): ResolvedSuite {
+  if (nameOrPath in BUILTIN_SUITES) return resolveSuite(BUILTIN_SUITES[nameOrPath], nameOrPath)
+  if (!existsSync(nameOrPath))
+    throw new SproutError(
+      'USAGE',
+      `unknown suite "${nameOrPath}": choose ${Object.keys(BUILTIN_SUITES).join(', ')} or pass a suite JSON file`,
+    )
+  let raw: unknown
+  try {
+    raw = JSON.parse(readFileSync(nameOrPath, 'utf8'))
+  } catch (e) {
+    throw new SproutError(
+      'INPUT_INVALID',
+      `suite file ${nameOrPath} is not valid JSON: ${(e as Error).message}`,
+    )
+  }
+  return resolveSuite(raw, nameOrPath)
+}
