@@ -103,10 +103,10 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
   quick: suiteSchema.parse({
     name: 'quick',
     description:
-      'Byte-level GPT on Moby Dick: 2L d128 source (300 steps) grown to 4L d256 (200 steps), plus an 8-expert upcycled source',
+      'Byte-level GPT on Moby Dick: 2L d128 source (300 steps) grown to 4L d256 (200 steps of 4 × 32 tokens), plus an 8-expert upcycled source',
     data: 'moby-dick',
     batchSize: 4,
-    seqLen: 64,
+    seqLen: 32,
     source: decoder(2, 128, 4, 64),
     target: decoder(4, 256, 8, 64),
     sourceSteps: 300,
