@@ -1,0 +1,299 @@
+import {
+  countParams,
+  defineOperator,
+  forward,
+  GrowthError,
+  type GrowthResult,
+  type Model,
+  type MoESpec,
+  maxAbsLogitDiff,
+  type Params,
+  paramTable,
+  randomInputs,
+  type ScheduleRecommendation,
+  type TransformerSpec,
+  validateParams,
+  z,
+} from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+
+const layerList = z.array(z.number().int().min(0))
+
+/**
+ * Every MoE setting is optional: a value missing here is taken from the target spec's `moe`
+ * field when it has one, else from the default (Komatsuzaki et al.'s recipe). A value given in
+ * both places must agree.
+ */
+export const upcycleOptions = z.strictObject({
+  /** Experts E per MoE layer (default 8). */
+  experts: z.number().int().min(1).optional(),
+  /** Experts each token is routed to (default 2). */
+  topK: z.number().int().min(1).optional(),
+  /** Which MLPs become MoE layers: indices, 'every-other' (1, 3, 5, ...; the paper's default) or 'all'. */
+  layers: z.union([layerList, z.enum(['every-other', 'all'])]).optional(),
+  /** Expert capacity in training, as a multiple of k·N/E (default 1.25). */
+  capacityFactor: z.number().positive().optional(),
+  /** Expert capacity in evaluation (default 2.0). */
+  evalCapacityFactor: z.number().positive().optional(),
+  /** Weight of the load-balancing loss (default 0.01). */
+  auxLossWeight: z.number().min(0).optional(),
+  /** Weight of the router z-loss (default 0.001). */
+  zLossWeight: z.number().min(0).optional(),
+  /** Std of the normal noise added to each expert's weight matrices (not biases); 0 keeps the copies exact. */
+  noiseStd: z.number().min(0).default(0),
+  /** Std of the new router's normal init. */
+  routerStd: z.number().min(0).default(0.02),
+  /** Measure max |Δlogits| after upcycling: 'auto' does so for targets up to verifyMaxParams parameters. */
+  verify: z.enum(['auto', 'always', 'never']).default('auto'),
+  verifyMaxParams: z.number().int().positive().default(5_000_000),
+  /** With noiseStd 0, a measured max |Δlogits| at or above this throws (the conversion is exact). */
+  tolerance: z.number().positive().default(1e-4),
+})
+export type UpcycleOptions = z.infer<typeof upcycleOptions>
+
+export const UPCYCLE_DEFAULTS = {
+  experts: 8,
+  topK: 2,
+  capacityFactor: 1.25,
+  evalCapacityFactor: 2.0,
+  auxLossWeight: 0.01,
+  zLossWeight: 0.001,
+} as const
+
+const M = 'upcycle'
+
+function refuse(message: string): never {
+  throw new GrowthError(`${M}: ${message}`)
+}
+
+/** MLP indices for a `layers` option: 'every-other' is 1, 3, 5, ... (layer 0 for a 1-layer model). */
+export function upcycledLayers(nLayers: number, layers: UpcycleOptions['layers'] = 'every-other'): number[] {
+  if (layers === 'all') return Array.from({ length: nLayers }, (_, l) => l)
+  if (layers === 'every-other') {
+    const odd = Array.from({ length: Math.floor(nLayers / 2) }, (_, i) => 2 * i + 1)
+    return odd.length > 0 ? odd : [0]
+  }
+  for (const l of layers)
+    if (l >= nLayers)
+      refuse(`option layers: layer ${l} does not exist (the model has ${nLayers} layers, 0..${nLayers - 1})`)
+  if (layers.length === 0) refuse('option layers: choose at least one layer to upcycle')
+  if (new Set(layers).size !== layers.length) refuse('option layers: a layer index is listed twice')
+  return [...layers].sort((a, b) => a - b)
+}
+
+/** The target's `moe` field: options, else the target spec's moe, else the defaults; conflicts throw. */
+export function resolveMoE(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: UpcycleOptions,
+): MoESpec {
+  const given = target.moe
+  const pick = <K extends keyof typeof UPCYCLE_DEFAULTS>(key: K): number => {
+    const o = options[key]
+    if (o !== undefined && given && given[key] !== o)
+      refuse(
+        `option ${key}=${o} contradicts the target spec's moe.${key}=${given[key]}; drop the option or change the target spec`,
+      )
+    return o ?? given?.[key] ?? UPCYCLE_DEFAULTS[key]
+  }
+  const moe: MoESpec = {
+    experts: pick('experts'),
+    topK: pick('topK'),
+    layers: [],
+    capacityFactor: pick('capacityFactor'),
+    evalCapacityFactor: pick('evalCapacityFactor'),
+    auxLossWeight: pick('auxLossWeight'),
+    zLossWeight: pick('zLossWeight'),
+  }
+  if (moe.topK > moe.experts)
+    refuse(`topK ${moe.topK} exceeds the ${moe.experts} experts; choose topK ≤ experts`)
+  if (options.layers !== undefined) {
+    moe.layers = upcycledLayers(source.nLayers, options.layers)
+    if (given && JSON.stringify(given.layers) !== JSON.stringify(moe.layers))
+      refuse(
+        `option layers ${JSON.stringify(moe.layers)} contradicts the target spec's moe.layers ${JSON.stringify(given.layers)}; drop the option or change the target spec`,
+      )
+  } else moe.layers = given ? [...given.layers] : upcycledLayers(source.nLayers)
+  return moe
+}
+
+const SAME = [
+  'family',
+  'vocabSize',
+  'maxSeqLen',
+  'dModel',
+  'nLayers',
+  'nHeads',
+  'headDim',
+  'dFF',
+  'norm',
+  'normPlacement',
+  'normEps',
+  'activation',
+  'bias',
+  'tieEmbeddings',
+] as const
+
+/** Throws GrowthError unless target is source plus MoE layers (the only change upcycling makes). */
+export function checkUpcycle(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: UpcycleOptions,
+): MoESpec {
+  if (source.moe)
+    refuse(
+      `the source already has mixture-of-experts layers (${JSON.stringify(source.moe.layers)}); upcycling converts a dense model (grow MoE models with lemon)`,
+    )
+  for (const key of SAME)
+    if (source[key] !== target[key])
+      refuse(
+        `target ${key} ${JSON.stringify(target[key])} differs from the source's ${JSON.stringify(source[key])}; upcycling only turns MLPs into experts and keeps everything else: grow with lemon first, then upcycle`,
+      )
+  const extras = [
+    ['positional', source.positional ?? 'learned', target.positional ?? 'learned'],
+    ['ropeTheta', source.ropeTheta ?? null, target.ropeTheta ?? null],
+    ['nKVHeads', source.nKVHeads ?? null, target.nKVHeads ?? null],
+    ['mlmHead', source.mlmHead ?? false, target.mlmHead ?? false],
+    ['image', source.image ?? null, target.image ?? null],
+  ] as const
+  for (const [field, s, t] of extras)
+    if (JSON.stringify(s) !== JSON.stringify(t))
+      refuse(
+        `target ${field} ${JSON.stringify(t)} differs from the source's ${JSON.stringify(s)}; upcycling keeps it (grow with lemon first, then upcycle)`,
+      )
+  return resolveMoE(source, target, options)
+}
+
+/** Komatsuzaki et al. continue the dense run: same peak learning rate, dense optimizer state resumed. */
+export function upcycleSchedule(): ScheduleRecommendation {
+  return {
+    kind: 'cosine',
+    peakLrScale: 1,
+    warmupFraction: 0,
+    decayFraction: 1,
+    minLrRatio: 0.1,
+    freshOptimizer: false,
+    note: "sparse upcycling: continue with the dense run's peak learning rate and no warm-up; resume the dense optimizer moments when you have them (upcycleOptimizerState copies them into every expert)",
+  }
+}
+
+/** Builds the upcycled parameters: dense tensors copied, expert e of layer l = layer l's MLP (+ noise), new routers. */
+function upcycleParams(
+  source: Model,
+  spec: TransformerSpec,
+  options: UpcycleOptions,
+  random: { normals(n: number, std?: number): Float32Array },
+) {
+  const params: Params = {}
+  let written = 0
+  try {
+    for (const info of paramTable(spec)) {
+      const size = info.shape.reduce((a, b) => a * b, 1)
+      const m = /^(layers\.\d+\.mlp)\.(?:experts\.\d+\.(.+)|router\.weight)$/.exec(info.name)
+      if (!m) {
+        params[info.name] = tf.clone(source.params[info.name])
+        continue
+      }
+      written += size
+      if (m[2] === undefined) {
+        params[info.name] = tf.tensor(random.normals(size, options.routerStd), info.shape)
+        continue
+      }
+      const dense = source.params[`${m[1]}.${m[2]}`]
+      params[info.name] =
+        options.noiseStd > 0 && info.kind === 'weight'
+          ? tf.tidy(() => tf.add(dense, tf.tensor(random.normals(size, options.noiseStd), info.shape)))
+          : tf.clone(dense)
+    }
+    validateParams(spec, params)
+  } catch (e) {
+    tf.dispose(Object.values(params))
+    throw e
+  }
+  return { params, written }
+}
+
+/** Max |Δlogits| at the target's evaluation capacity (tokens may be dropped there, unlike core's verify). */
+function evalCapacityDiff(source: Model, model: Model, seed: number): { diff: number; tokens: number } {
+  const seqLen = Math.min(source.spec.maxSeqLen, 32)
+  const inputs = randomInputs(source.spec, 2, seqLen, seed)
+  try {
+    const diff = tf.tidy(() => {
+      const a = forward(source, inputs, { training: false })
+      const b = forward(model, inputs, { training: false })
+      return tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]
+    })
+    return { diff, tokens: 2 * (source.spec.family === 'vit' ? source.spec.maxSeqLen : seqLen) }
+  } finally {
+    inputs.dispose()
+  }
+}
+
+const upcycle = defineOperator<UpcycleOptions>({
+  name: M,
+  description:
+    'Sparse upcycling (Komatsuzaki et al., 2022): chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
+  options: upcycleOptions as unknown as z.ZodType<UpcycleOptions>,
+  capabilities: {
+    width: false,
+    depth: false,
+    heads: false,
+    ffn: false,
+    moe: true,
+    learned: false,
+    functionPreserving: true,
+  },
+  check: (source, target, options) => {
+    checkUpcycle(source, target, options)
+  },
+  async grow(source, target, ctx, options): Promise<GrowthResult> {
+    const start = performance.now()
+    const moe = checkUpcycle(source.spec, target, options)
+    validateParams(source.spec, source.params)
+    const spec: TransformerSpec = { ...structuredClone(source.spec), moe }
+    ctx.progress({ stage: 'upcycle: experts', step: 0, total: 1 })
+    const { params, written } = upcycleParams(source, spec, options, ctx.random)
+    const model = { spec, params }
+    ctx.flops.add(written, 'growth')
+    const seconds = (performance.now() - start) / 1000
+    const measure =
+      options.verify === 'always' ||
+      (options.verify === 'auto' && countParams(spec) <= options.verifyMaxParams)
+    let diff: number | null = null
+    let atEval: { diff: number; tokens: number } | null = null
+    if (measure) {
+      ctx.progress({ stage: 'upcycle: verify', step: 1, total: 1 })
+      diff = maxAbsLogitDiff(source, model, { seed: ctx.seed })
+      atEval = evalCapacityDiff(source, model, ctx.seed)
+      if (options.noiseStd === 0 && !(diff < options.tolerance)) {
+        tf.dispose(Object.values(params))
+        throw new GrowthError(
+          `${M}: the upcycled model's logits differ from the source's by ${diff} without token dropping (tolerance ${options.tolerance}); identical experts with renormalised gates should be exact, please report this`,
+        )
+      }
+    }
+    return {
+      model,
+      report: {
+        method: M,
+        growthFlops: written,
+        steps: 0,
+        seconds,
+        functionPreserving: options.noiseStd === 0,
+        maxAbsLogitDiff: diff,
+        details: {
+          moe,
+          expertNoiseStd: options.noiseStd,
+          routerStd: options.routerStd,
+          addedParams: countParams(spec) - countParams(source.spec),
+          ...(atEval ? { evalCapacityLogitDiff: atEval.diff, evalCapacityTokens: atEval.tokens } : {}),
+        },
+      },
+      schedule: upcycleSchedule(),
+    }
+  },
+})
+
+export default upcycle
+export { upcycleOptimizerState } from './optimizer-state.js'
+export { upcycle }
