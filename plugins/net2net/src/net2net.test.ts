@@ -1,0 +1,163 @@
+import {
+  disposeModel,
+  FlopMeter,
+  type GrowthContext,
+  initModel,
+  maxAbsLogitDiff,
+  paramTable,
+  parseSpec,
+  SeededRandom,
+  type TransformerSpec,
+} from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+import { describe, expect, it } from 'vitest'
+import net2net, {
+  checkNet2Net,
+  type Net2NetOptions,
+  net2netOptions,
+  replicaCounts,
+  unitMap,
+} from './index.js'
+
+const ctx = (seed = 1): GrowthContext => ({
+  seed,
+  random: new SeededRandom(seed),
+  flops: new FlopMeter(),
+  progress: () => {},
+  log: () => {},
+})
+const opts = (o: Partial<Net2NetOptions> = {}) => net2netOptions.parse(o)
+
+/** Perturbs every parameter so norms, biases and zero inits are not trivially symmetric. */
+function randomised(spec: TransformerSpec, seed: number) {
+  const m = initModel(spec, seed)
+  const r = new SeededRandom(seed + 99)
+  for (const [n, t] of Object.entries(m.params)) {
+    m.params[n] = tf.tidy(() => tf.add(t, tf.tensor(r.normals(t.size, 0.1), t.shape)))
+    t.dispose()
+  }
+  return m
+}
+
+describe('unit maps', () => {
+  it('keeps the first n units, copies new ones, counts replicas', () => {
+    const idx = unitMap(3, 5, 'cyclic', new SeededRandom(1))
+    expect(Array.from(idx)).toEqual([0, 1, 2, 0, 1])
+    expect(Array.from(replicaCounts(idx, 3))).toEqual([2, 2, 1, 2, 2])
+    const rnd = unitMap(4, 9, 'random', new SeededRandom(3))
+    expect(Array.from(rnd.slice(0, 4))).toEqual([0, 1, 2, 3])
+    expect(Array.from(rnd).every((i) => i >= 0 && i < 4)).toBe(true)
+  })
+})
+
+describe('net2net FPI is lossless across a matrix of specs', () => {
+  const r = new SeededRandom(2024)
+  const cases: { name: string; src: Record<string, unknown>; tgt: Record<string, unknown> }[] = []
+  const families = ['decoder', 'encoder', 'vit'] as const
+  for (let i = 0; i < 18; i++) {
+    const family = families[i % 3]
+    const norm = r.uniform() < 0.5 ? 'layernorm' : 'rmsnorm'
+    const activation = (['gelu', 'swiglu', 'relu', 'gelu_tanh'] as const)[r.int(4)]
+    const bias = r.uniform() < 0.5
+    const tieEmbeddings = family !== 'vit' && r.uniform() < 0.6
+    const mlmHead = family === 'encoder' && tieEmbeddings && r.uniform() < 0.6
+    const normPlacement = i % 4 === 3 ? 'post' : 'pre'
+    const k = 1 + r.int(2)
+    const heads = 2
+    const base = {
+      family,
+      norm,
+      activation,
+      bias,
+      normPlacement,
+      ...(family === 'vit'
+        ? { vocabSize: 0, maxSeqLen: 5, image: { size: 8, patch: 4, channels: 1, classes: 3 } }
+        : { vocabSize: 30, maxSeqLen: 8, tieEmbeddings, ...(family === 'encoder' ? { mlmHead } : {}) }),
+    }
+    const src = { ...base, dModel: 8, nHeads: heads, headDim: 4, dFF: 12, nLayers: 2 }
+    const tgt = {
+      ...base,
+      dModel: 8 * k,
+      nHeads: heads + r.int(3),
+      headDim: 4,
+      dFF: 12 + r.int(9),
+      nLayers: normPlacement === 'post' ? 2 : 2 + r.int(3),
+    }
+    cases.push({
+      name: `${family} ${norm} ${activation} ${normPlacement}-norm bias=${bias} tied=${tieEmbeddings} mlm=${mlmHead} D×${k}`,
+      src,
+      tgt,
+    })
+  }
+  for (const c of cases)
+    it(c.name, async () => {
+      const before = tf.memory().numTensors
+      const source = randomised(parseSpec(c.src), 5)
+      const target = parseSpec(c.tgt)
+      const result = await net2net.grow(source, target, ctx(), opts())
+      expect(result.report.functionPreserving).toBe(true)
+      for (const info of paramTable(target))
+        expect(result.model.params[info.name].shape, info.name).toEqual(info.shape)
+      const diff = maxAbsLogitDiff(source, result.model)
+      expect(diff).toBeLessThan(1e-4)
+      disposeModel(source)
+      disposeModel(result.model)
+      expect(tf.memory().numTensors).toBe(before)
+    })
+})
+
+describe('net2net options and refusals', () => {
+  const src = parseSpec({
+    family: 'decoder',
+    vocabSize: 30,
+    maxSeqLen: 8,
+    dModel: 8,
+    nHeads: 2,
+    dFF: 16,
+    nLayers: 2,
+  })
+  const tgt = parseSpec({ ...src, dModel: 16, nHeads: 4, headDim: 4, dFF: 32, nLayers: 4 })
+
+  it('AKI and stacked depth are not function preserving, and say so', async () => {
+    for (const o of [{ init: 'aki' }, { depth: 'stack' }] as const) {
+      const source = randomised(src, 1)
+      const result = await net2net.grow(source, tgt, ctx(), opts(o))
+      expect(result.report.functionPreserving).toBe(false)
+      expect(maxAbsLogitDiff(source, result.model)).toBeGreaterThan(1e-4)
+      disposeModel(source)
+      disposeModel(result.model)
+    }
+  })
+
+  it('is deterministic under a seed; another seed picks other units', async () => {
+    const source = randomised(src, 1)
+    const a = await net2net.grow(source, tgt, ctx(1), opts())
+    const b = await net2net.grow(source, tgt, ctx(1), opts())
+    const c = await net2net.grow(source, { ...tgt, dFF: 40 }, ctx(2), opts())
+    expect(maxAbsLogitDiff(a.model, b.model)).toBe(0)
+    expect(a.report.details.headMap).toEqual(b.report.details.headMap)
+    for (const m of [source, a.model, b.model, c.model]) disposeModel(m)
+  })
+
+  it('refuses non-integer width factors, shrinking, post-norm identity depth and GQA', () => {
+    expect(() => checkNet2Net(src, parseSpec({ ...src, dModel: 12, nHeads: 3, headDim: 4 }), opts())).toThrow(
+      /dModel must grow by a whole factor \(8 → 12 is ×1.50\); use lemon for any ratio/,
+    )
+    expect(() => checkNet2Net(tgt, src, opts())).toThrow(/only grows/)
+    const post = parseSpec({ ...src, normPlacement: 'post' })
+    expect(() => checkNet2Net(post, parseSpec({ ...post, nLayers: 4 }), opts())).toThrow(
+      /depth "identity" needs pre-norm/,
+    )
+    expect(() =>
+      checkNet2Net(post, parseSpec({ ...post, nLayers: 4 }), opts({ depth: 'stack' })),
+    ).not.toThrow()
+    const gqa = parseSpec({ ...src, nHeads: 4, headDim: 2, nKVHeads: 2 })
+    expect(() => checkNet2Net(gqa, parseSpec({ ...gqa, dModel: 16 }), opts())).toThrow(
+      /grouped-query attention/,
+    )
+    expect(() => checkNet2Net(src, parseSpec({ ...tgt, headDim: 8, nHeads: 2 }), opts())).toThrow(
+      /net2net keeps headDim/,
+    )
+    expect(() => net2netOptions.parse({ init: 'magic' })).toThrow()
+  })
+})
