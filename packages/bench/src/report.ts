@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { formatFlops, specSummary, writeFileAtomic } from '@sprout/core'
+import { formatFlops, specSummary, type TransformerSpec, writeFileAtomic } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import type { MethodRun, SourceRun } from './compare.js'
 import { type CurvePoint, lossCurveSpec, renderChart, savingsSpec } from './plots.js'
@@ -30,6 +30,7 @@ export interface MethodResult {
   totalFlops: number | null
   schedule: 'suite' | 'recommended'
   scheduleNote?: string
+  variantTarget?: TransformerSpec
 }
 
 export interface Results {
@@ -67,12 +68,16 @@ export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): 
       status: r.status,
       reason: r.reason,
       variant: r.variantTarget !== undefined,
+      variantTarget: r.variantTarget,
       growthFlops: r.growthFlops,
       growthSeconds: r.growthSeconds,
       flopsToTarget: reach?.flops ?? null,
       secondsToTarget: reach?.seconds ?? null,
+      // A variant trains a different target (e.g. an upcycled MoE): no saving is claimed against scratch.
       savings:
-        scratchFlops !== null && r.status === 'done' ? savings(reach?.flops ?? null, scratchFlops) : null,
+        scratchFlops !== null && r.status === 'done' && r.variantTarget === undefined
+          ? savings(reach?.flops ?? null, scratchFlops)
+          : null,
       lossAtEqualFlops: scratchFlops !== null && r.status === 'done' ? lossAt(r.curve, scratchFlops) : null,
       finalValLoss: r.finalValLoss,
       totalFlops: r.curve.at(-1)?.flops ?? null,
@@ -80,15 +85,16 @@ export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): 
       scheduleNote: r.scheduleNote,
     }
   })
-  const order = (m: MethodResult) => (m.status === 'skipped' ? 3 : m.savings === null ? 2 : 1)
+  const order = (m: MethodResult) => (m.status === 'skipped' ? 4 : m.variant ? 3 : m.savings === null ? 2 : 1)
   methods.sort((a, b) => order(a) - order(b) || (b.savings ?? -Infinity) - (a.savings ?? -Infinity))
-  const pct = (x: number | null) => (x === null ? 'not reached' : `${(100 * x).toFixed(1)}%`)
+  const pct = (m: MethodResult) =>
+    m.variant ? 'n/a (variant)' : m.savings === null ? 'not reached' : `${(100 * m.savings).toFixed(1)}%`
   const table = [
     `target: scratch's final validation loss ${target?.toFixed(4) ?? '-'}`,
     ...methods.map((m) =>
       m.status === 'skipped'
         ? `  ${m.name.padEnd(12)} skipped: ${m.reason}`
-        : `  ${m.name.padEnd(12)} savings ${pct(m.savings).padStart(11)}  final ${m.finalValLoss?.toFixed(4) ?? '-'}  growth ${formatFlops(m.growthFlops)}`,
+        : `  ${m.name.padEnd(12)} savings ${pct(m).padStart(13)}  final ${m.finalValLoss?.toFixed(4) ?? '-'}  growth ${formatFlops(m.growthFlops)}`,
     ),
   ]
   return { suite, date: new Date().toISOString(), backend: tf.getBackend(), target, source, methods, table }
@@ -101,8 +107,10 @@ function markdown(suite: ResolvedSuite, r: Results): string {
   const rows = r.methods.map((m) =>
     m.status === 'skipped'
       ? `| ${m.name} | skipped | | | | | | ${m.reason} |`
-      : `| ${m.name} | ${m.savings === null ? 'not reached' : `**${(100 * m.savings).toFixed(1)}%**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
-          m.variant ? 'different target (variant)' : '',
+      : `| ${m.name} | ${m.variant ? 'n/a' : m.savings === null ? 'not reached' : `**${(100 * m.savings).toFixed(1)}%**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
+          m.variant
+            ? `variant with another target (${specSummary(m.variantTarget!)}): compare its curve, no saving is claimed`
+            : '',
           m.schedule === 'recommended' ? `method's schedule: ${m.scheduleNote}` : '',
         ]
           .filter(Boolean)

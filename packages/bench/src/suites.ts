@@ -87,7 +87,7 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
     source: decoder(1, 32, 2, 32),
     target: decoder(2, 64, 4, 32),
     sourceSteps: 40,
-    targetSteps: 40,
+    targetSteps: 30,
     evalEvery: 10,
     evalBatches: 2,
     schedule: { warmupSteps: 4 },

@@ -5,9 +5,10 @@ import ligo from '@sprout/ligo'
 import mango from '@sprout/mango'
 import net2net from '@sprout/net2net'
 import stack from '@sprout/stack'
+import upcycle from '@sprout/upcycle'
 
 /**
  * Methods that ship with the CLI. Each plugin default-exports its GrowthOperator;
  * add one import and one entry per built-in plugin.
  */
-export const builtinOperators: GrowthOperator<any>[] = [identity, lemon, ligo, mango, net2net, stack]
+export const builtinOperators: GrowthOperator<any>[] = [identity, lemon, ligo, mango, net2net, stack, upcycle]
