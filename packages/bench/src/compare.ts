@@ -6,6 +6,7 @@ import {
   FlopMeter,
   type GrowthContext,
   GrowthError,
+  type GrowthMask,
   type GrowthOperator,
   initModel,
   loadCheckpoint,
@@ -221,7 +222,7 @@ async function runMethod(
   let model: Model
   let config = trainConfig(suite)
   let optimizerState: Record<string, tf.Tensor> | undefined
-  let mask
+  let mask: GrowthMask | undefined
   if (!op) {
     model = initModel(p.target, suite.seed)
   } else {
