@@ -4,6 +4,7 @@ import {
   type GrowthContext,
   GrowthError,
   initModel,
+  loss,
   type Model,
   maxAbsLogitDiff,
   type Params,
@@ -173,6 +174,33 @@ describe('upcycle: lossless conversion', () => {
     expect(tight.report.maxAbsLogitDiff!).toBeLessThan(1e-4)
     dispose(roomy.model)
     dispose(tight.model)
+    dispose(src)
+  })
+})
+
+describe('upcycle: training the upcycled model', () => {
+  it('gradients reach the router and differ between experts (routing breaks the symmetry)', async () => {
+    const s = spec('decoder', { nLayers: 2 })
+    const src = source(s)
+    const r = await grow(src, s, { experts: 4, layers: [1], verify: 'never' })
+    const vars = Object.fromEntries(Object.entries(r.model.params).map(([k, v]) => [k, tf.variable(v)]))
+    const ids = randomInputs(s, 4, 16, 3)
+    const before = tf.memory().numTensors
+    const { value, grads } = tf.variableGrads(() =>
+      loss({ spec: r.model.spec, params: vars }, { inputs: ids, targets: ids }),
+    )
+    const g = (name: string) => grads[vars[name].name]
+    const norm = (t: tf.Tensor) => tf.tidy(() => tf.norm(t).dataSync()[0])
+    expect(norm(g('layers.1.mlp.router.weight'))).toBeGreaterThan(0)
+    // Identical experts get different gradients because they see different tokens.
+    const fc1 = [0, 1, 2, 3].map((e) => g(`layers.1.mlp.experts.${e}.fc1.weight`))
+    const used = fc1.filter((t) => norm(t) > 0)
+    expect(used.length).toBeGreaterThanOrEqual(2)
+    expect(tf.tidy(() => norm(tf.sub(used[0], used[1])))).toBeGreaterThan(1e-3 * norm(used[0]))
+    tf.dispose([value, ...Object.values(grads)])
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose([ids, ...Object.values(vars)])
+    dispose(r.model)
     dispose(src)
   })
 })
