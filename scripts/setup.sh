@@ -22,3 +22,11 @@ fi
 # binaries (biome, rollup) and then `npm ci` rejects its own lock file as out of sync.
 npm install --no-audit --no-fund
 NX_DAEMON=false npx nx run-many -t build --output-style=static
+
+# The native backend's Node-API addon (OpenBLAS matrix products). Optional: if it cannot be
+# built, Sprout runs on the cpu backend and says how to get the fast path.
+if have_blas && npm run build:addon -w @sprout/backend-native >/tmp/sprout-addon-build.log 2>&1; then
+  echo "setup: built @sprout/backend-native (OpenBLAS)"
+else
+  echo "setup: warning: could not build @sprout/backend-native (see /tmp/sprout-addon-build.log); Sprout will use the slower cpu backend"
+fi

@@ -1,0 +1,109 @@
+import { availableParallelism } from 'node:os'
+import * as tf from '@tensorflow/tfjs'
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
+import { loadAddon, type NativeAddon } from './addon.js'
+import { nativeBatchMatMul } from './matmul.js'
+
+export { loadAddon, type NativeAddon } from './addon.js'
+export { nativeBatchMatMul } from './matmul.js'
+
+export const NATIVE_BACKEND = 'native'
+
+/** Kernels this backend runs natively; every other kernel is the cpu backend's own. */
+export const NATIVE_KERNELS = ['BatchMatMul', '_FusedMatMul'] as const
+
+type Status = { ok: true; detail: string } | { ok: false; reason: string }
+let status: Status | null = null
+
+function cpuKernel(name: string): tf.KernelFunc {
+  const k = tf.getKernel(name, 'cpu')
+  if (!k) throw new Error(`tfjs cpu backend has no ${name} kernel`)
+  return k.kernelFunc
+}
+
+const ACTIVATIONS: Record<string, string> = {
+  relu: 'Relu',
+  relu6: 'Relu6',
+  elu: 'Elu',
+  sigmoid: 'Sigmoid',
+  leakyrelu: 'LeakyRelu',
+  prelu: 'Prelu',
+}
+
+function registerKernels(addon: NativeAddon): void {
+  for (const config of tf.getKernelsForBackend('cpu'))
+    if (!(NATIVE_KERNELS as readonly string[]).includes(config.kernelName))
+      tf.registerKernel({ ...config, backendName: NATIVE_BACKEND })
+  const cpuBatchMatMul = cpuKernel('BatchMatMul')
+  const cpuFused = cpuKernel('_FusedMatMul')
+  tf.registerKernel({
+    kernelName: 'BatchMatMul',
+    backendName: NATIVE_BACKEND,
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean }
+      return (
+        nativeBatchMatMul(addon, args.backend as MathBackendCPU, a, b, transposeA, transposeB) ??
+        cpuBatchMatMul(args)
+      )
+    },
+  })
+  tf.registerKernel({
+    kernelName: '_FusedMatMul',
+    backendName: NATIVE_BACKEND,
+    kernelFunc: (args) => {
+      const backend = args.backend as MathBackendCPU
+      const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>
+      const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as {
+        transposeA: boolean
+        transposeB: boolean
+        activation: string
+        leakyreluAlpha?: number
+      }
+      const product = nativeBatchMatMul(addon, backend, a!, b!, transposeA, transposeB)
+      if (!product) return cpuFused(args)
+      let out = product
+      if (bias) {
+        const sum = cpuKernel('Add')({ inputs: { a: out, b: bias }, backend, attrs: {} }) as tf.TensorInfo
+        backend.disposeIntermediateTensorInfo(out)
+        out = sum
+      }
+      if (activation && activation !== 'linear') {
+        const name = ACTIVATIONS[activation]
+        if (!name) throw new Error(`_FusedMatMul: unknown activation ${activation}`)
+        const inputs: Record<string, tf.TensorInfo> = { x: out }
+        if (activation === 'prelu') inputs.alpha = preluActivationWeights!
+        const act = cpuKernel(name)({
+          inputs,
+          backend,
+          attrs: activation === 'leakyrelu' ? { alpha: leakyreluAlpha ?? 0.2 } : {},
+        }) as tf.TensorInfo
+        backend.disposeIntermediateTensorInfo(out)
+        out = act
+      }
+      return out
+    },
+  })
+}
+
+/**
+ * Registers the `native` backend: the cpu backend's tensors and kernels, with matrix products
+ * (BatchMatMul, _FusedMatMul) on OpenBLAS. Idempotent; returns why it is unavailable instead
+ * of throwing, so Sprout falls back to cpu with a one-line explanation.
+ */
+export function registerNativeBackend(): Status {
+  if (status) return status
+  const loaded = loadAddon()
+  if (!loaded.ok) {
+    status = { ok: false, reason: loaded.reason }
+    return status
+  }
+  registerKernels(loaded.addon)
+  tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), 1)
+  const threads = /MAX_THREADS=(\d+)/.exec(loaded.addon.blas)?.[1]
+  status = {
+    ok: true,
+    detail: `OpenBLAS matmul${threads ? `, up to ${threads} threads` : ''}; other kernels from cpu`,
+  }
+  return status
+}

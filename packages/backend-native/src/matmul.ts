@@ -1,0 +1,60 @@
+import type * as tf from '@tensorflow/tfjs'
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
+import type { NativeAddon } from './addon.js'
+
+type Info = tf.TensorInfo
+
+function values(backend: MathBackendCPU, t: Info): Float32Array {
+  return backend.data.get(t.dataId).values as Float32Array
+}
+
+/**
+ * BatchMatMul on BLAS: inputs [...batch, r, c]; batch dims must be equal or one side's batch
+ * must be 1 (broadcast). Returns null for anything else so the caller can fall back to cpu.
+ */
+export function nativeBatchMatMul(
+  addon: NativeAddon,
+  backend: MathBackendCPU,
+  a: Info,
+  b: Info,
+  transposeA: boolean,
+  transposeB: boolean,
+): Info | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2]
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
+  if (k !== kb) return null
+  const batchA = a.shape.slice(0, -2)
+  const batchB = b.shape.slice(0, -2)
+  const sizeA = batchA.reduce((x, y) => x * y, 1)
+  const sizeB = batchB.reduce((x, y) => x * y, 1)
+  let outBatch: number[]
+  if (sizeA === sizeB && batchA.join() === batchB.join()) outBatch = batchA
+  else if (sizeB === 1 && batchB.every((d) => d === 1))
+    outBatch =
+      batchA.length >= batchB.length ? batchA : [...batchB.slice(0, batchB.length - batchA.length), ...batchA]
+  else if (sizeA === 1 && batchA.every((d) => d === 1))
+    outBatch =
+      batchB.length >= batchA.length ? batchB : [...batchA.slice(0, batchA.length - batchB.length), ...batchB]
+  else return null
+  const batch = Math.max(sizeA, sizeB)
+  const out = new Float32Array(batch * m * n)
+  addon.sgemmBatched(
+    values(backend, a),
+    values(backend, b),
+    out,
+    batch,
+    m,
+    n,
+    k,
+    transposeA ? 1 : 0,
+    transposeB ? 1 : 0,
+    sizeA === 1 ? 0 : m * k,
+    sizeB === 1 ? 0 : k * n,
+  )
+  return backend.makeTensorInfo([...outBatch, m, n], 'float32', out)
+}

@@ -1,0 +1,113 @@
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadAddon, registerNativeBackend } from './index.js'
+
+const available = loadAddon().ok
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 2 ** 32 - 0.5
+  })
+}
+
+/** Runs f on a backend with tensors built from plain arrays there, returning plain values. */
+function on<T>(backend: string, f: () => T): T {
+  tf.setBackend(backend)
+  return tf.tidy(f)
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length)
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+  return m
+}
+
+describe.skipIf(!available)('native backend', () => {
+  let previous = ''
+  beforeAll(() => {
+    previous = tf.getBackend() ?? 'cpu'
+    expect(registerNativeBackend().ok).toBe(true)
+  })
+  afterAll(() => {
+    tf.setBackend(previous)
+  })
+
+  const cases: { name: string; a: number[]; b: number[] }[] = [
+    { name: '2-D odd sizes', a: [7, 13], b: [13, 5] },
+    { name: 'equal batch', a: [3, 4, 6], b: [3, 6, 9] },
+    { name: 'broadcast b', a: [2, 3, 5, 4], b: [4, 7] },
+    { name: 'broadcast a', a: [1, 5, 4], b: [6, 4, 3] },
+    { name: 'empty rows', a: [0, 4], b: [4, 3] },
+    { name: 'empty inner', a: [3, 0], b: [0, 2] },
+    { name: 'large', a: [65, 129], b: [129, 33] },
+  ]
+  for (const c of cases)
+    for (const ta of [false, true])
+      for (const tb of [false, true])
+        it(`BatchMatMul ${c.name} transposeA=${ta} transposeB=${tb} equals cpu`, () => {
+          const shapeA = ta ? [...c.a.slice(0, -2), c.a.at(-1)!, c.a.at(-2)!] : c.a
+          const shapeB = tb ? [...c.b.slice(0, -2), c.b.at(-1)!, c.b.at(-2)!] : c.b
+          const av = rand(
+            shapeA.reduce((x, y) => x * y, 1),
+            1,
+          )
+          const bv = rand(
+            shapeB.reduce((x, y) => x * y, 1),
+            2,
+          )
+          const run = () => {
+            const r = tf.matMul(tf.tensor(av, shapeA), tf.tensor(bv, shapeB), ta, tb)
+            return { shape: r.shape, data: r.dataSync() }
+          }
+          const want = on('cpu', run)
+          const got = on('native', run)
+          expect(got.shape).toEqual(want.shape)
+          expect(maxDiff(got.data, want.data)).toBeLessThan(1e-5)
+        })
+
+  it('gradients through matMul and fused matMul (bias, relu) equal cpu', () => {
+    const av = rand(4 * 6, 3)
+    const bv = rand(6 * 5, 4)
+    const biasv = rand(5, 5)
+    const run = () => {
+      const a = tf.tensor(av, [4, 6])
+      const b = tf.tensor(bv, [6, 5])
+      const bias = tf.tensor(biasv, [5])
+      const f = (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(
+          tf.mul(
+            tf.fused.matMul({ a: x, b: y, bias: z, activation: 'relu' }),
+            tf.range(0, 20).reshape([4, 5]),
+          ),
+        )
+      const [ga, gb, gz] = tf.grads(f)([a, b, bias])
+      const y = tf.fused.matMul({ a, b, bias, activation: 'relu', transposeB: false })
+      return [ga, gb, gz, y].map((t) => t.dataSync())
+    }
+    const want = on('cpu', run)
+    const got = on('native', run)
+    want.forEach((w, i) => expect(maxDiff(got[i], w)).toBeLessThan(1e-4))
+  })
+
+  it('int32 inputs fall back to the cpu kernel', () => {
+    const run = () =>
+      tf.matMul(tf.tensor2d([[1, 2]], [1, 2], 'int32'), tf.tensor2d([[3], [4]], [2, 1], 'int32')).dataSync()
+    expect(Array.from(on('native', run))).toEqual([11])
+  })
+
+  it('leaks no tensors and keeps resident memory flat over 500 steps', () => {
+    tf.setBackend('native')
+    const a = tf.tensor(rand(64 * 64, 6), [64, 64])
+    const step = () => tf.tidy(() => tf.sum(tf.matMul(a, a)).dataSync())
+    for (let i = 0; i < 100; i++) step()
+    const before = tf.memory().numTensors
+    const rss = process.memoryUsage().rss
+    for (let i = 0; i < 500; i++) step()
+    expect(tf.memory().numTensors).toBe(before)
+    expect(process.memoryUsage().rss - rss).toBeLessThan(32 * 2 ** 20)
+    a.dispose()
+  })
+})
