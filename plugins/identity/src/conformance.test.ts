@@ -1,0 +1,4 @@
+import { describeGrowthOperator } from '@sprout/testkit'
+import identity from './index.js'
+
+describeGrowthOperator(identity)

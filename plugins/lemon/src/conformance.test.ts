@@ -1,0 +1,4 @@
+import { describeGrowthOperator } from '@sprout/testkit'
+import lemon from './index.js'
+
+describeGrowthOperator(lemon)

@@ -1,0 +1,4 @@
+import { describeGrowthOperator } from '@sprout/testkit'
+import ligo from './index.js'
+
+describeGrowthOperator(ligo)
