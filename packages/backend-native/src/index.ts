@@ -99,11 +99,18 @@ export function registerNativeBackend(): Status {
     return status
   }
   registerKernels(loaded.addon)
-  tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), 1)
-  const threads = /MAX_THREADS=(\d+)/.exec(loaded.addon.blas)?.[1]
-  status = {
-    ok: true,
-    detail: `OpenBLAS matmul${threads ? `, up to ${threads} threads` : ''}; other kernels from cpu`,
-  }
+  const threads = Number(process.env.OPENBLAS_NUM_THREADS) || availableParallelism()
+  loaded.addon.setThreads(threads)
+  tf.registerBackend(
+    NATIVE_BACKEND,
+    () => {
+      const backend = new MathBackendCPU()
+      // Sprout prints its own backend line; silence the cpu backend's "install tfjs-node" banner.
+      ;(backend as unknown as { firstUse: boolean }).firstUse = false
+      return backend
+    },
+    1,
+  )
+  status = { ok: true, detail: `OpenBLAS matmul on ${threads} threads; other kernels from cpu` }
   return status
 }
