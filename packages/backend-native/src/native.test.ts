@@ -13,7 +13,7 @@ function rand(n: number, seed: number): Float32Array {
 }
 
 /** Runs f on a backend with tensors built from plain arrays there, returning plain values. */
-function on<T>(backend: string, f: () => T): T {
+function on<T extends tf.TensorContainer>(backend: string, f: () => T): T {
   tf.setBackend(backend)
   return tf.tidy(f)
 }
