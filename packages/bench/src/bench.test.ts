@@ -1,11 +1,13 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import lemon from '@sprout/lemon'
 import stack from '@sprout/stack'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { runBenchCompare, runBenchReport } from './compare.js'
+import { type MethodRun, runBenchCompare, runBenchReport } from './compare.js'
+import { summarise, writeReport } from './report.js'
 import { firstReach, lossAt, savings } from './savings.js'
 import { BUILTIN_SUITES, loadSuite, resolveSuite } from './suites.js'
 
@@ -81,8 +83,24 @@ describe('compare', () => {
     const suiteFile = join(dir, 'tiny.json')
     writeFileSync(suiteFile, JSON.stringify(suite))
     const out = join(dir, 'out')
+    // Ctrl-C while scratch trains: nothing of scratch is kept, the source is.
+    const cut = capture()
+    const io = {
+      out: cut.io.out,
+      err: (l: string) => {
+        cut.io.err(l)
+        if (l.includes('scratch step 3/')) process.emit('SIGINT')
+      },
+    }
+    await expect(runBenchCompare({ suite: suiteFile, out }, [lemon, stack], io)).rejects.toThrow(
+      /interrupted; finished methods are saved in .*; continue with --resume/,
+    )
+    expect(existsSync(join(out, 'source', 'done.json'))).toBe(true)
+    expect(existsSync(join(out, 'runs', 'scratch.json'))).toBe(false)
+    expect(existsSync(join(out, 'report.md'))).toBe(false)
     const c = capture()
-    await runBenchCompare({ suite: suiteFile, out, json: true }, [lemon, stack], c.io)
+    await runBenchCompare({ suite: suiteFile, out, json: true, resume: true }, [lemon, stack], c.io)
+    expect(c.err.join('\n')).toMatch(/reusing the pretrained source/)
     for (const f of [
       'results.json',
       'report.md',
@@ -113,7 +131,8 @@ describe('compare', () => {
     await runBenchCompare({ suite: suiteFile, out, resume: true }, [lemon, stack], resumed.io)
     expect(resumed.err.join('\n')).toMatch(/scratch: done earlier, kept/)
     expect(resumed.err.join('\n')).toMatch(/reusing the pretrained source/)
-    expect(resumed.err.join('\n')).toMatch(/\[2\/3\] lemon\n/)
+    expect(resumed.err.join('\n')).toMatch(/\[1\/1\] lemon\n/)
+    expect(resumed.err.join('\n')).not.toMatch(/scratch step/)
     writeFileSync(suiteFile, JSON.stringify({ ...suite, name: 'other' }))
     await expect(
       runBenchCompare({ suite: suiteFile, out, resume: true }, [lemon], capture().io),
@@ -129,5 +148,110 @@ describe('compare', () => {
       ),
     ).rejects.toThrow(/"warp" is not available; choose from scratch, lemon, upcycle-4x/)
     expect(tf.memory().numTensors).toBe(before)
+  })
+  it('--jobs trains the methods in worker processes and reproduces the in-process losses', async () => {
+    const suiteFile = join(dir, 'tiny-jobs.json')
+    writeFileSync(suiteFile, JSON.stringify(suite))
+    const out = join(dir, 'jobs')
+    const args = { suite: suiteFile, out, methods: 'lemon' }
+    const fixture = fileURLToPath(new URL('./testing/worker-fixture.ts', import.meta.url))
+    const c = capture()
+    await runBenchCompare(
+      {
+        ...args,
+        jobs: 2,
+        worker: { script: fixture, args: [JSON.stringify(args)], execArgv: ['--import', 'tsx'] },
+      },
+      [lemon, stack],
+      c.io,
+    )
+    expect(c.err.join('\n')).toMatch(/\[lemon\] +lemon step 6\/6/)
+    const parallel = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
+    const serial = JSON.parse(readFileSync(join(dir, 'out', 'results.json'), 'utf8'))
+    const loss = (r: { methods: { name: string; finalValLoss: number }[] }, n: string) =>
+      r.methods.find((m) => m.name === n)!.finalValLoss
+    expect(loss(parallel, 'scratch')).toBe(loss(serial, 'scratch'))
+    expect(loss(parallel, 'lemon')).toBe(loss(serial, 'lemon'))
+    await expect(
+      runBenchCompare({ suite: suiteFile, out: join(dir, 'j0'), jobs: 0 }, [lemon], capture().io),
+    ).rejects.toThrow(/--jobs must be a positive integer \(got 0\)/)
+    expect(existsSync(join(dir, 'j0'))).toBe(false)
+  }, 30_000)
+})
+
+describe('report', () => {
+  const run = (name: string, points: [number, number][], extra: Partial<MethodRun> = {}): MethodRun => ({
+    name,
+    method: name,
+    status: 'done',
+    growthFlops: points[0][0],
+    growthSeconds: 0,
+    curve: points.map(([flops, valLoss], step) => ({ step, flops, seconds: flops / 10, valLoss })),
+    finalValLoss: points.at(-1)![1],
+    schedule: 'suite',
+    ...extra,
+  })
+  const runs: MethodRun[] = [
+    run('scratch', [
+      [0, 5],
+      [50, 4],
+      [100, 3],
+    ]),
+    run('slow', [
+      [10, 4],
+      [110, 3.2],
+    ]),
+    run('fast', [
+      [20, 3.5],
+      [40, 3],
+      [100, 2.5],
+    ]),
+    {
+      ...run('nope', [[0, 9]]),
+      status: 'skipped',
+      reason: 'cannot grow width',
+      curve: [],
+      finalValLoss: null,
+    },
+    run('moe', [[5, 2]], { variantTarget: BUILTIN_SUITES.smoke.target as never }),
+  ]
+
+  it('measures every method against scratch and sorts by savings', () => {
+    const r = summarise('t', { steps: 1, flops: 1, seconds: 1, valLoss: 3 }, runs)
+    expect(r.target).toBe(3)
+    expect(r.methods.map((m) => m.name)).toEqual(['fast', 'scratch', 'slow', 'moe', 'nope'])
+    const fast = r.methods[0]
+    expect(fast.flopsToTarget).toBe(40)
+    expect(fast.secondsToTarget).toBe(4)
+    expect(fast.savings).toBeCloseTo(0.6)
+    expect(fast.lossAtEqualFlops).toBe(2.5)
+    expect(fast.growthFlops).toBe(20)
+    const slow = r.methods[2]
+    expect(slow.savings).toBeNull()
+    expect(slow.lossAtEqualFlops).toBeCloseTo(3.28)
+    expect(r.methods[3].savings).toBeNull()
+    expect(r.table.join('\n')).toMatch(/slow +savings +not reached/)
+    expect(r.table.join('\n')).toMatch(/nope +skipped: cannot grow width/)
+  })
+
+  it('renders report.md, results.json and the plots', async () => {
+    const out = mkdtempSync(join(dir, 'report-'))
+    const suite = resolveSuite(BUILTIN_SUITES.smoke, 'smoke')
+    await writeReport(out, suite, { steps: 40, flops: 1e9, seconds: 9, valLoss: 3.1 }, runs)
+    const md = readFileSync(join(out, 'report.md'), 'utf8')
+    const rows = md.split('\n').filter((l) => /^\| (fast|scratch|slow|moe|nope) \|/.test(l))
+    expect(rows.map((l) => l.split('|')[1].trim())).toEqual(['fast', 'scratch', 'slow', 'moe', 'nope'])
+    expect(rows[0]).toMatch(/\*\*60\.0%\*\*/)
+    expect(rows[2]).toMatch(/not reached/)
+    expect(rows[3]).toMatch(/variant with another target/)
+    expect(md).toMatch(new RegExp(`${cpus().length} cores`))
+    expect(md).toMatch(/backend `cpu`/)
+    const svg = readFileSync(join(out, 'savings.svg'), 'utf8')
+    expect(svg.startsWith('<svg')).toBe(true)
+    expect(svg).toMatch(/fast/)
+    const png = readFileSync(join(out, 'loss-vs-flops.png'))
+    expect([...png.subarray(1, 4)].map((b) => String.fromCharCode(b)).join('')).toBe('PNG')
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
+    expect(results.methods[0]).toMatchObject({ name: 'fast', flopsToTarget: 40 })
   })
 })

@@ -19,10 +19,18 @@ import {
   writeFileAtomic,
 } from '@sprout/core'
 import { openDataset } from '@sprout/data'
-import { createFit, evaluate, scheduleFromRecommendation, type TrainConfig, train } from '@sprout/trainer'
+import {
+  createFit,
+  evaluateMasked,
+  scheduleFromRecommendation,
+  type TrainConfig,
+  train,
+} from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
+import { type BenchProgress, createBenchProgress } from './progress.js'
 import { writeReport } from './report.js'
 import { loadSuite, type ResolvedSuite } from './suites.js'
+import { runInWorkers, WORKER_ENV, type WorkerCommand, workerMessenger } from './workers.js'
 
 export interface Io {
   out(line: string): void
@@ -36,6 +44,10 @@ export interface CompareArgs {
   out?: string
   json?: boolean
   resume?: boolean
+  /** Methods trained at once, each in its own process (default 1: in this process). */
+  jobs?: number
+  /** How a worker process is started (default: this process's own command line again). */
+  worker?: WorkerCommand
 }
 
 /** One method's run, persisted as runs/<name>.json as soon as it finishes. */
@@ -89,26 +101,29 @@ async function dataFor(suite: ResolvedSuite, spec: TransformerSpec, seed: number
 async function sourceModel(
   suite: ResolvedSuite,
   out: string,
-  io: Io,
+  progress: BenchProgress,
   stop: () => boolean,
 ): Promise<{ model: Model; run: SourceRun }> {
   const dir = join(out, 'source')
   const done = join(dir, 'done.json')
   if (existsSync(done)) {
-    io.err('source: reusing the pretrained source model')
+    progress.log('source: reusing the pretrained source model')
     return { model: loadCheckpoint(join(dir, 'model')).model, run: JSON.parse(readFileSync(done, 'utf8')) }
   }
   const data = await dataFor(suite, suite.source, suite.seed + 100)
   const val = data.valBatches(suite.evalBatches)
   const init = initModel(suite.source, suite.seed + 100)
-  io.err(`source: pretraining for ${suite.sourceSteps} steps (reported separately)`)
+  progress.log(`source: pretraining for ${suite.sourceSteps} steps (reported separately)`)
+  progress.startRun('source', suite.sourceSteps)
   try {
     const r = await train({
       model: init,
       train: data.train,
       val,
       config: { ...trainConfig(suite), steps: suite.sourceSteps },
-      log: (l) => io.err(`  source ${l}`),
+      log: (l) => progress.log(`  source ${l}`),
+      progress: false,
+      onMetrics: (row) => progress.step('source', row.step, row.loss, row.valLoss),
       shouldStop: stop,
     })
     if (r.stoppedBy === 'interrupted') {
@@ -125,6 +140,7 @@ async function sourceModel(
     writeFileAtomic(done, JSON.stringify(run))
     return { model: r.model, run }
   } finally {
+    progress.endRun('source')
     disposeModel(init)
     tf.dispose(val.flatMap((b) => Object.values(b)))
   }
@@ -132,7 +148,7 @@ async function sourceModel(
 
 function growthContext(
   seed: number,
-  io: Io,
+  log: (line: string) => void,
   name: string,
   batches: GrowthContext['batches'],
   fit: GrowthContext['fit'],
@@ -145,15 +161,16 @@ function growthContext(
     fit,
     progress: (e) => {
       if (e.step !== undefined && e.total !== undefined && e.total > 1 && e.step === e.total)
-        io.err(
+        log(
           `  ${name}: ${e.stage} ${e.step}/${e.total}${e.loss !== undefined ? ` loss ${e.loss.toFixed(4)}` : ''}`,
         )
     },
-    log: (m) => io.err(`  ${name}: ${m}`),
+    log: (m) => log(`  ${name}: ${m}`),
   }
 }
 
-interface Planned {
+/** One run of the comparison: scratch, a method on the suite's target, or a variant. */
+export interface Planned {
   name: string
   method: string
   target: TransformerSpec
@@ -196,13 +213,31 @@ function plan(suite: ResolvedSuite, operators: GrowthOperator<any>[], only?: str
   return all.filter((p) => wanted.includes(p.name))
 }
 
+/** Grows (unless scratch) and trains one planned run; null when interrupted. */
 async function runMethod(
   out: string,
   suite: ResolvedSuite,
   p: Planned,
   source: Model,
   operators: GrowthOperator<any>[],
-  io: Io,
+  progress: BenchProgress,
+  stop: () => boolean,
+): Promise<MethodRun | null> {
+  progress.startRun(p.name, suite.targetSteps)
+  try {
+    return await growAndTrain(out, suite, p, source, operators, progress, stop)
+  } finally {
+    progress.endRun(p.name)
+  }
+}
+
+async function growAndTrain(
+  out: string,
+  suite: ResolvedSuite,
+  p: Planned,
+  source: Model,
+  operators: GrowthOperator<any>[],
+  progress: BenchProgress,
   stop: () => boolean,
 ): Promise<MethodRun | null> {
   const base: MethodRun = {
@@ -237,7 +272,7 @@ async function runMethod(
     const fitData = op.capabilities.learned ? await dataFor(suite, p.target, suite.seed + 200) : null
     const ctx = growthContext(
       suite.seed,
-      io,
+      progress.log,
       p.name,
       fitData?.train,
       fitData ? createFit(fitData.train) : undefined,
@@ -266,7 +301,8 @@ async function runMethod(
   const metricsFile = join(out, 'metrics', `${p.name}.jsonl`)
   rmSync(metricsFile, { force: true })
   try {
-    const start = evaluate(model, val)
+    // The grown model as training first sees it (a growth mask starts at 0).
+    const start = evaluateMasked(model, val, mask, 0)
     base.curve.push({ step: 0, flops: base.growthFlops, seconds: base.growthSeconds, valLoss: start.loss })
     const r = await train({
       model,
@@ -276,8 +312,10 @@ async function runMethod(
       optimizerState,
       mask,
       flopOffset: base.growthFlops,
-      log: (l) => io.err(`  ${p.name} ${l}`),
+      log: (l) => progress.log(`  ${p.name} ${l}`),
+      progress: false,
       onMetrics: (row) => {
+        progress.step(p.name, row.step, row.loss, row.valLoss)
         appendFileSync(
           metricsFile,
           `${JSON.stringify({ ...row, flops: base.growthFlops + row.flops, trainFlops: row.flops })}\n`,
@@ -310,6 +348,62 @@ async function runMethod(
   }
 }
 
+function checkOut(out: string, suite: ResolvedSuite, resume: boolean | undefined): void {
+  if (!existsSync(out)) return
+  const suiteFile = join(out, 'suite.json')
+  if (existsSync(suiteFile)) {
+    const previous = JSON.parse(readFileSync(suiteFile, 'utf8'))
+    if (JSON.stringify(previous) !== JSON.stringify(suite))
+      throw new SproutError(
+        'IO',
+        `--out ${out} holds a comparison of a different suite ("${previous.name}"); choose another --out`,
+      )
+    if (!resume)
+      throw new SproutError(
+        'IO',
+        `--out ${out} already holds this comparison; pass --resume to continue it or choose another --out`,
+      )
+  } else if (readdirSync(out).length > 0) {
+    throw new SproutError('IO', `--out ${out} exists and is not a comparison; choose another --out`)
+  }
+}
+
+function checkJobs(jobs: number | undefined): number {
+  if (jobs === undefined) return 1
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new SproutError('USAGE', `--jobs must be a positive integer (got ${jobs})`)
+  return jobs
+}
+
+const runFile = (out: string, name: string) => join(out, RUNS, `${name}.json`)
+
+/**
+ * Worker mode (a child started by --jobs): trains the one planned run named in the environment
+ * against the parent's pretrained source, persists it, and reports progress over IPC.
+ */
+async function runWorker(
+  args: CompareArgs,
+  operators: GrowthOperator<any>[],
+  io: Io,
+  name: string,
+): Promise<void> {
+  const suite = loadSuite(args.suite)
+  const out = resolve(args.out ?? join('runs', `bench-${suite.name}`))
+  const p = plan(suite, operators, args.methods).find((x) => x.name === name)
+  if (!p) throw new SproutError('USAGE', `bench worker: no planned run named "${name}"`)
+  if (!existsSync(join(out, 'source', 'done.json')))
+    throw new SproutError('IO', `bench worker: ${out} has no pretrained source`)
+  const messenger = workerMessenger(io.err)
+  const source = loadCheckpoint(join(out, 'source', 'model')).model
+  try {
+    const run = await runMethod(out, suite, p, source, operators, messenger.progress, messenger.stopped)
+    if (run) writeFileAtomic(runFile(out, name), JSON.stringify(run))
+  } finally {
+    messenger.close()
+    disposeModel(source)
+  }
+}
+
 /**
  * `sprout bench compare`: pretrains the suite's source once, then trains scratch and every
  * method's grown model with the same data order, schedule family and evaluation, and writes
@@ -320,73 +414,83 @@ export async function runBenchCompare(
   operators: GrowthOperator<any>[],
   io: Io,
 ): Promise<void> {
+  const workerName = process.env[WORKER_ENV]
+  if (workerName) return runWorker(args, operators, io, workerName)
   const suite = loadSuite(args.suite)
   const out = resolve(args.out ?? join('runs', `bench-${suite.name}`))
   const planned = plan(suite, operators, args.methods)
-  const suiteFile = join(out, 'suite.json')
-  if (existsSync(out)) {
-    if (existsSync(suiteFile)) {
-      const previous = JSON.parse(readFileSync(suiteFile, 'utf8'))
-      if (JSON.stringify(previous) !== JSON.stringify(suite))
-        throw new SproutError(
-          'IO',
-          `--out ${out} holds a comparison of a different suite ("${previous.name}"); choose another --out`,
-        )
-      if (!args.resume)
-        throw new SproutError(
-          'IO',
-          `--out ${out} already holds this comparison; pass --resume to continue it or choose another --out`,
-        )
-    } else if (readdirSync(out).length > 0) {
-      throw new SproutError('IO', `--out ${out} exists and is not a comparison; choose another --out`)
-    }
-  }
+  const jobs = checkJobs(args.jobs)
+  checkOut(out, suite, args.resume)
   mkdirSync(join(out, RUNS), { recursive: true })
   mkdirSync(join(out, 'metrics'), { recursive: true })
-  writeFileAtomic(suiteFile, JSON.stringify(suite, null, 2))
+  writeFileAtomic(join(out, 'suite.json'), JSON.stringify(suite, null, 2))
+  const todo = planned.filter((p) => !existsSync(runFile(out, p.name)))
+  const progress = createBenchProgress(todo.length + 1, process.stderr.isTTY === true, io.err)
   let interrupted = false
   const onSigint = () => {
     interrupted = true
-    io.err('interrupt: stopping after the current step; rerun with --resume to continue')
+    progress.log('interrupt: stopping after the current step; rerun with --resume to continue')
     process.off('SIGINT', onSigint)
   }
   process.on('SIGINT', onSigint)
   const stop = () => interrupted
+  let sourceRun: SourceRun | undefined
   try {
-    const { model: source, run: sourceRun } = await sourceModel(suite, out, io, stop)
-    try {
-      for (const [i, p] of planned.entries()) {
-        const file = join(out, RUNS, `${p.name}.json`)
-        if (existsSync(file)) {
-          io.err(`[${i + 1}/${planned.length}] ${p.name}: done earlier, kept`)
-          continue
+    const sourced = await sourceModel(suite, out, progress, stop)
+    sourceRun = sourced.run
+    for (const p of planned) if (!todo.includes(p)) progress.log(`${p.name}: done earlier, kept`)
+    if (jobs === 1) {
+      try {
+        for (const [i, p] of todo.entries()) {
+          progress.log(`[${i + 1}/${todo.length}] ${p.name}`)
+          const run = await runMethod(out, suite, p, sourced.model, operators, progress, stop)
+          if (!run) break
+          if (run.status === 'skipped') progress.log(`  ${p.name}: skipped: ${run.reason}`)
+          writeFileAtomic(runFile(out, p.name), JSON.stringify(run))
+          if (interrupted) break
         }
-        io.err(`[${i + 1}/${planned.length}] ${p.name}`)
-        const run = await runMethod(out, suite, p, source, operators, io, stop)
-        if (!run) break
-        if (run.status === 'skipped') io.err(`  ${p.name}: skipped: ${run.reason}`)
-        writeFileAtomic(file, JSON.stringify(run))
-        if (interrupted) break
+      } finally {
+        disposeModel(sourced.model)
       }
-    } finally {
-      disposeModel(source)
-    }
-    if (interrupted)
-      throw new SproutError(
-        'USAGE',
-        `interrupted; finished methods are saved in ${out}; continue with --resume`,
+    } else {
+      disposeModel(sourced.model)
+      const failed = await runInWorkers(
+        todo.map((p) => p.name),
+        jobs,
+        args.worker ?? { script: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv },
+        progress,
+        stop,
       )
-    const runs: MethodRun[] = planned
-      .map((p) => join(out, RUNS, `${p.name}.json`))
-      .filter((f) => existsSync(f))
-      .map((f) => JSON.parse(readFileSync(f, 'utf8')))
-    const results = await writeReport(out, suite, sourceRun, runs)
-    for (const line of results.table) io.out(line)
-    io.out(`report: ${join(out, 'report.md')}`)
-    if (args.json) io.out(JSON.stringify({ suite: suite.name, out, methods: results.methods }))
+      for (const p of todo) {
+        const f = runFile(out, p.name)
+        if (existsSync(f)) {
+          const run: MethodRun = JSON.parse(readFileSync(f, 'utf8'))
+          if (run.status === 'skipped') progress.log(`  ${p.name}: skipped: ${run.reason}`)
+        }
+      }
+      if (failed.length > 0 && !interrupted)
+        throw new SproutError(
+          'IO',
+          `bench workers failed: ${failed.join('; ')}; finished methods are saved in ${out}; fix and rerun with --resume`,
+        )
+    }
   } finally {
+    progress.stop()
     process.off('SIGINT', onSigint)
   }
+  if (interrupted)
+    throw new SproutError(
+      'USAGE',
+      `interrupted; finished methods are saved in ${out}; continue with --resume`,
+    )
+  const runs: MethodRun[] = planned
+    .map((p) => runFile(out, p.name))
+    .filter((f) => existsSync(f))
+    .map((f) => JSON.parse(readFileSync(f, 'utf8')))
+  const results = await writeReport(out, suite, sourceRun!, runs)
+  for (const line of results.table) io.out(line)
+  io.out(`report: ${join(out, 'report.md')}`)
+  if (args.json) io.out(JSON.stringify({ suite: suite.name, out, methods: results.methods }))
 }
 
 /** `sprout bench report DIR`: re-renders report.md and the plots from a finished comparison. */
