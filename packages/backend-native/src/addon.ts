@@ -18,6 +18,16 @@ export interface NativeAddon {
     strideA: number,
     strideB: number,
   ): void
+  /** out = a ∘ b with broadcasting (op 0 add, 1 sub, 2 mul, 3 div); strides are 0 on broadcast axes. */
+  binary(
+    op: number,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    shape: Int32Array,
+    stridesA: Int32Array,
+    stridesB: Int32Array,
+  ): void
   /** OpenBLAS worker threads. */
   setThreads(n: number): void
   /** OpenBLAS build configuration string. */

@@ -2,15 +2,17 @@ import { availableParallelism } from 'node:os'
 import * as tf from '@tensorflow/tfjs'
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import { loadAddon, type NativeAddon } from './addon.js'
+import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
 import { nativeBatchMatMul } from './matmul.js'
 
 export { loadAddon, type NativeAddon } from './addon.js'
+export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
 export { nativeBatchMatMul } from './matmul.js'
 
 export const NATIVE_BACKEND = 'native'
 
 /** Kernels this backend runs natively; every other kernel is the cpu backend's own. */
-export const NATIVE_KERNELS = ['BatchMatMul', '_FusedMatMul'] as const
+export const NATIVE_KERNELS = ['BatchMatMul', '_FusedMatMul', 'Add', 'Sub', 'Multiply', 'RealDiv'] as const
 
 type Status = { ok: true; detail: string } | { ok: false; reason: string }
 let status: Status | null = null
@@ -34,6 +36,17 @@ function registerKernels(addon: NativeAddon): void {
   for (const config of tf.getKernelsForBackend('cpu'))
     if (!(NATIVE_KERNELS as readonly string[]).includes(config.kernelName))
       tf.registerKernel({ ...config, backendName: NATIVE_BACKEND })
+  for (const name of Object.keys(BINARY_OPS) as BinaryKernel[]) {
+    const fallback = cpuKernel(name)
+    tf.registerKernel({
+      kernelName: name,
+      backendName: NATIVE_BACKEND,
+      kernelFunc: (args) => {
+        const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+        return nativeBinary(addon, args.backend as MathBackendCPU, name, a, b) ?? fallback(args)
+      },
+    })
+  }
   const cpuBatchMatMul = cpuKernel('BatchMatMul')
   const cpuFused = cpuKernel('_FusedMatMul')
   tf.registerKernel({
@@ -111,6 +124,9 @@ export function registerNativeBackend(): Status {
     },
     1,
   )
-  status = { ok: true, detail: `OpenBLAS matmul on ${threads} threads; other kernels from cpu` }
+  status = {
+    ok: true,
+    detail: `OpenBLAS matmul on ${threads} threads, C++ broadcast arithmetic; other kernels from cpu`,
+  }
   return status
 }

@@ -68,6 +68,69 @@ describe.skipIf(!available)('native backend', () => {
           expect(maxDiff(got.data, want.data)).toBeLessThan(1e-5)
         })
 
+  const shapes: [number[], number[]][] = [
+    [[5], [5]],
+    [[2, 3, 4], [4]],
+    [
+      [2, 1, 4],
+      [1, 3, 1],
+    ],
+    [[], [3, 2]],
+    [[6, 1], []],
+    [
+      [1, 7, 3],
+      [2, 1, 3],
+    ],
+    [[0, 3], [3]],
+    [
+      [4, 5, 6, 7],
+      [5, 1, 7],
+    ],
+  ]
+  for (const op of ['add', 'sub', 'mul', 'div'] as const)
+    for (const [sa, sb] of shapes)
+      it(`${op} [${sa}] with [${sb}] equals cpu`, () => {
+        const av = rand(
+          sa.reduce((x, y) => x * y, 1),
+          7,
+        )
+        const bv = Float32Array.from(
+          rand(
+            sb.reduce((x, y) => x * y, 1),
+            8,
+          ),
+          (v) => v + (op === 'div' ? 1 : 0),
+        )
+        const run = () => {
+          const r = tf[op](tf.tensor(av, sa), tf.tensor(bv, sb))
+          return { shape: r.shape, data: r.dataSync() }
+        }
+        const want = on('cpu', run)
+        const got = on('native', run)
+        expect(got.shape).toEqual(want.shape)
+        expect(maxDiff(got.data, want.data)).toBeLessThan(1e-6)
+      })
+
+  it('gradients through broadcast arithmetic equal cpu; int32 arithmetic falls back', () => {
+    const av = rand(2 * 3 * 4, 9)
+    const bv = Float32Array.from(rand(3 * 1, 10), (v) => v + 2)
+    const run = () => {
+      const a = tf.tensor(av, [2, 3, 4])
+      const b = tf.tensor(bv, [3, 1])
+      const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.div(tf.mul(tf.sub(x, y), tf.add(x, y)), y))
+      return tf
+        .grads(f)([a, b])
+        .map((g) => g.dataSync())
+    }
+    const want = on('cpu', run)
+    const got = on('native', run)
+    want.forEach((w, i) => expect(maxDiff(got[i], w)).toBeLessThan(1e-5))
+    const ints = on('native', () =>
+      tf.mul(tf.tensor1d([2, 3], 'int32'), tf.tensor1d([4, 5], 'int32')).dataSync(),
+    )
+    expect(Array.from(ints)).toEqual([8, 15])
+  })
+
   it('gradients through matMul and fused matMul (bias, relu) equal cpu', () => {
     const av = rand(4 * 6, 3)
     const bv = rand(6 * 5, 4)
