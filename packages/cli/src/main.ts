@@ -127,6 +127,7 @@ export function buildProgram(io: Io): Command {
     .option('--methods <list>', 'comma-separated methods (default: all installed, plus the suite variants)')
     .option('--out <dir>', 'output directory (default runs/bench-<suite>)')
     .option('--resume', 'continue an interrupted comparison in --out, keeping finished methods')
+    .option('--jobs <n>', 'methods trained at once, each in its own process (default 1)', integer('--jobs'))
     .option('--json', 'print a JSON summary as the last line')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
