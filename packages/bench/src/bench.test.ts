@@ -75,8 +75,9 @@ describe('compare', () => {
     targetSteps: 6,
     evalEvery: 3,
     evalBatches: 1,
-    variants: [],
+    variants: [] as unknown[],
   }
+  suite.variants = [{ name: 'lemon-exact', method: 'lemon', target: suite.target, options: { noiseStd: 0 } }]
 
   it('runs scratch and methods, skips what cannot grow, writes every file, resumes and re-renders', async () => {
     const before = tf.memory().numTensors
@@ -118,6 +119,9 @@ describe('compare', () => {
     expect(byName.stack.status).toBe('skipped')
     expect(byName.stack.reason).toMatch(/dModel differs/)
     expect(byName.lemon.growthFlops).toBeGreaterThan(0)
+    // Same target as the suite: measured like a method, not flagged as a variant.
+    expect(byName['lemon-exact'].variant).toBe(false)
+    expect(byName['lemon-exact'].finalValLoss).not.toBe(byName.lemon.finalValLoss)
     expect(c.err.join('\n')).toMatch(/stack: skipped/)
     expect(JSON.parse(c.out.at(-1)!).suite).toBe('tiny')
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| lemon \|/)

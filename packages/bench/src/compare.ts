@@ -190,12 +190,14 @@ function plan(suite: ResolvedSuite, operators: GrowthOperator<any>[], only?: str
         options: suite.methods[op.name] ?? {},
         variant: false,
       })),
+    // A variant on the suite's own target is just another configuration (e.g. stack's MSG mode)
+    // and is measured like any method; one on another target claims no saving.
     ...suite.variants.map((v) => ({
       name: v.name,
       method: v.method,
       target: v.target,
       options: v.options,
-      variant: true,
+      variant: JSON.stringify(v.target) !== JSON.stringify(suite.target),
     })),
   ]
   if (!only) return all

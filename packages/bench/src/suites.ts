@@ -42,8 +42,9 @@ export const suiteSchema = z.strictObject({
   /** Per-method options, e.g. {"ligo": {"steps": 20}}. */
   methods: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   /**
-   * Extra runs with a different target grown from the same source, e.g. an upcycled
-   * mixture-of-experts; compared against the same scratch run, and flagged as such.
+   * Extra runs: another configuration of a method on the suite's target (measured like any
+   * method), or a different target grown from the same source, e.g. an upcycled mixture-of-experts
+   * (compared against the same scratch run, flagged, no saving claimed).
    */
   variants: z
     .array(
