@@ -238,6 +238,38 @@ describe('report', () => {
     expect(r.table.join('\n')).toMatch(/nope +skipped: cannot grow width/)
   })
 
+  it('measures scratch to its first arrival at its final loss; no savings if it never improved', () => {
+    const bumpy = [
+      run('scratch', [
+        [0, 5],
+        [50, 2.5],
+        [100, 3],
+      ]),
+      run('m', [
+        [0, 4],
+        [20, 3],
+        [100, 2],
+      ]),
+    ]
+    const r = summarise('t', { steps: 1, flops: 1, seconds: 1, valLoss: 3 }, bumpy)
+    expect(r.methods.find((m) => m.name === 'scratch')!.flopsToTarget).toBe(40)
+    expect(r.methods.find((m) => m.name === 'scratch')!.savings).toBe(0)
+    expect(r.methods.find((m) => m.name === 'm')!.savings).toBeCloseTo(0.5)
+    const flat = [
+      run('scratch', [
+        [0, 2.3],
+        [100, 2.35],
+      ]),
+      run('m', [
+        [0, 2.4],
+        [100, 2.2],
+      ]),
+    ]
+    const f = summarise('t', { steps: 1, flops: 1, seconds: 1, valLoss: 3 }, flat)
+    expect(f.methods.every((m) => m.savings === null)).toBe(true)
+    expect(f.table.join('\n')).toMatch(/scratch never improved on its initial loss/)
+  })
+
   it('renders report.md, results.json and the plots', async () => {
     const out = mkdtempSync(join(dir, 'report-'))
     const suite = resolveSuite(BUILTIN_SUITES.smoke, 'smoke')
@@ -249,7 +281,7 @@ describe('report', () => {
     expect(rows[2]).toMatch(/not reached/)
     expect(rows[3]).toMatch(/variant with another target/)
     expect(md).toMatch(new RegExp(`${cpus().length} cores`))
-    expect(md).toMatch(/backend `cpu`/)
+    expect(md).toMatch(`backend \`${tf.getBackend()}\``)
     const svg = readFileSync(join(out, 'savings.svg'), 'utf8')
     expect(svg.startsWith('<svg')).toBe(true)
     expect(svg).toMatch(/fast/)

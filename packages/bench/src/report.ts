@@ -59,7 +59,12 @@ function versions(): Record<string, string> {
 export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): Results {
   const scratch = runs.find((r) => r.name === 'scratch' && r.status === 'done')
   const target = scratch?.finalValLoss ?? null
-  const scratchFlops = scratch?.curve.at(-1)?.flops ?? null
+  // Scratch is measured like every method: FLOPs until it first reaches its own final loss
+  // (its total when the curve falls monotonically). Zero means it never improved on its random
+  // initialisation, and then no saving can be defined.
+  const scratchReach = scratch && target !== null ? firstReach(scratch.curve, target) : null
+  const scratchFlops = scratchReach && scratchReach.flops > 0 ? scratchReach.flops : null
+  const scratchTotal = scratch?.curve.at(-1)?.flops ?? null
   const methods: MethodResult[] = runs.map((r) => {
     const reach = target !== null && r.status === 'done' ? firstReach(r.curve, target) : null
     return {
@@ -78,7 +83,7 @@ export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): 
         scratchFlops !== null && r.status === 'done' && r.variantTarget === undefined
           ? savings(reach?.flops ?? null, scratchFlops)
           : null,
-      lossAtEqualFlops: scratchFlops !== null && r.status === 'done' ? lossAt(r.curve, scratchFlops) : null,
+      lossAtEqualFlops: scratchTotal !== null && r.status === 'done' ? lossAt(r.curve, scratchTotal) : null,
       finalValLoss: r.finalValLoss,
       totalFlops: r.curve.at(-1)?.flops ?? null,
       schedule: r.schedule,
@@ -91,6 +96,9 @@ export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): 
     m.variant ? 'n/a (variant)' : m.savings === null ? 'not reached' : `${(100 * m.savings).toFixed(1)}%`
   const table = [
     `target: scratch's final validation loss ${target?.toFixed(4) ?? '-'}`,
+    ...(scratch && scratchFlops === null
+      ? ['  scratch never improved on its initial loss: savings are undefined; train longer']
+      : []),
     ...methods.map((m) =>
       m.status === 'skipped'
         ? `  ${m.name.padEnd(12)} skipped: ${m.reason}`
@@ -123,7 +131,11 @@ ${suite.description}
 
 - Source: ${specSummary(suite.source)}, pretrained ${r.source.steps} steps (${formatFlops(r.source.flops)}, ${r.source.seconds.toFixed(1)} s, val loss ${r.source.valLoss.toFixed(4)}) — shared by every method, not charged to any.
 - Target: ${specSummary(suite.target)}, ${suite.targetSteps} steps of ${suite.batchSize} × ${suite.seqLen ?? suite.target.maxSeqLen} on \`${suite.data}\`, AdamW lr ${suite.optimizer.lr}, ${suite.schedule.kind} schedule, eval every ${suite.evalEvery} steps on ${suite.evalBatches} fixed batches, seed ${suite.seed}.
-- Target loss: scratch's final validation loss, **${l(r.target)}**. Savings = 1 − FLOPs to reach it / scratch's FLOPs; growth and operator fitting FLOPs are charged to the method.
+- Target loss: scratch's final validation loss, **${l(r.target)}**. Savings = 1 − FLOPs to reach it / scratch's FLOPs to reach it; growth and operator fitting FLOPs are charged to the method.${
+    r.methods.some((m) => m.name === 'scratch' && m.status === 'done' && m.savings === null)
+      ? '\n- **Scratch never improved on its initial loss, so no saving is defined: the target budget is too small.**'
+      : ''
+  }
 - Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; backend \`${r.backend}\`; ${Object.entries(
     versions(),
   )
