@@ -1,30 +1,14 @@
-// Runs publint (strict) over every non-private workspace package; exits 1 if any reports an
+// Runs publint (strict) over every publishable workspace package; exits 1 if any reports an
 // error or warning. Packages must be built first (publint checks the files that would be packed).
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
 import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
-
-const root = resolve(import.meta.dirname, '../../..')
-const workspaces = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).workspaces
-const dirs = workspaces.flatMap((glob) => {
-  const base = join(root, glob.replace(/\/\*$/, ''))
-  return existsSync(base)
-    ? readdirSync(base, { withFileTypes: true })
-        .filter((d) => d.isDirectory() && existsSync(join(base, d.name, 'package.json')))
-        .map((d) => join(base, d.name))
-    : []
-})
+import { publishablePackages } from './workspace-packages.mjs'
 
 let failed = 0
-for (const pkgDir of dirs) {
-  const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
-  if (pkg.private) continue
-  const { messages } = await publint({ pkgDir, strict: true, level: 'suggestion' })
+for (const { dir, pkg } of publishablePackages()) {
+  const { messages } = await publint({ pkgDir: dir, strict: true, level: 'suggestion' })
   const blocking = messages.filter((m) => m.type === 'error' || m.type === 'warning')
-  console.log(
-    `${blocking.length === 0 ? 'ok  ' : 'FAIL'} ${pkg.name}${messages.length > 0 ? ` (${messages.length} message(s))` : ''}`,
-  )
+  console.log(`${blocking.length === 0 ? 'ok  ' : 'FAIL'} ${pkg.name}`)
   for (const m of messages) console.log(`     ${m.type}: ${formatMessage(m, pkg)}`)
   if (blocking.length > 0) failed++
 }
