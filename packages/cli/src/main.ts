@@ -1,4 +1,4 @@
-import { runBenchCompare, runBenchReport } from '@sprout/bench'
+import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
 import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
@@ -132,6 +132,20 @@ export function buildProgram(io: Io): Command {
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runBenchCompare(opts, registry.list(), io)
+    })
+  bench
+    .command('throughput')
+    .description('train a GPT-2-style decoder on random tokens and print seconds per step and tokens/s')
+    .option('--layers <n>', 'layers', integer('--layers'), 2)
+    .option('--d-model <n>', 'model width', integer('--d-model'), 128)
+    .option('--heads <n>', 'attention heads', integer('--heads'), 4)
+    .option('--seq-len <n>', 'tokens per sequence', integer('--seq-len'), 64)
+    .option('--batch <n>', 'sequences per step', integer('--batch'), 8)
+    .option('--vocab <n>', 'vocabulary size', integer('--vocab'), 256)
+    .option('--steps <n>', 'timed steps (after one warm-up step)', integer('--steps'), 10)
+    .option('--json', 'print {backend, params, stepSeconds, tokensPerSecond} as one JSON line')
+    .action(async (opts) => {
+      await runThroughput({ ...opts, backend: program.opts().backend }, io)
     })
   bench
     .command('report')

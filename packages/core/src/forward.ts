@@ -88,7 +88,8 @@ export function activate(x: tf.Tensor, kind: TransformerSpec['activation']): tf.
     case 'gelu':
       return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))))
     case 'gelu_tanh': {
-      const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), SQRT_2_OVER_PI)
+      // x·x·x rather than pow(x, 3): pow's gradient goes through log and select, several times slower.
+      const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), SQRT_2_OVER_PI)
       return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)))
     }
     case 'relu':
