@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { OperatorRegistry, SproutError } from '@sprout/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { builtinRegistry, resolveMethod } from './methods.js'
+import { builtinRegistry, registerMethods, resolveMethod } from './methods.js'
 
 // A minimal operator as plain ESM, without imports: loading does not depend on @sprout/core being resolvable.
 const operatorSource = (name: string) => `{
@@ -115,5 +115,20 @@ describe('resolveMethod', () => {
     expect((await failure('./broken.mjs')).message).toMatch(/^cannot load method module \.\/broken\.mjs: /)
     expect((await failure('./source.ts')).message).toMatch(/TypeScript source.*build it/)
     expect((await failure('Not A Name!')).code).toBe('METHOD_UNKNOWN')
+  })
+
+  it('registerMethods adds loaded plugins to a registry under their own names', async () => {
+    const reg = builtinRegistry()
+    const names = await registerMethods(
+      ['scratch', 'lemon', './file-op.mjs', 'sprout-installed-op'],
+      reg,
+      new Set(['scratch']),
+      dir,
+    )
+    expect(names).toEqual(['scratch', 'lemon', 'file-op', 'installed-op'])
+    expect(reg.get('file-op').name).toBe('file-op')
+    await expect(registerMethods(['./named-only.mjs'], reg, new Set(), dir)).rejects.toThrow(
+      /must default-export a GrowthOperator/,
+    )
   })
 })

@@ -123,3 +123,27 @@ export async function resolveMethod(
   }
   return op
 }
+
+/**
+ * Adds to `registry` every entry of `refs` that is not already registered, loading it like
+ * `--method` (path or installed package), and returns the names in `refs` order. Entries in
+ * `skip` (e.g. "scratch" or a suite's variants) are passed through untouched.
+ */
+export async function registerMethods(
+  refs: string[],
+  registry: OperatorRegistry,
+  skip: ReadonlySet<string> = new Set(),
+  cwd: string = process.cwd(),
+): Promise<string[]> {
+  const names: string[] = []
+  for (const ref of refs) {
+    if (skip.has(ref) || registry.has(ref)) {
+      names.push(ref)
+      continue
+    }
+    const op = await resolveMethod(ref, registry, cwd)
+    if (!registry.has(op.name)) registry.register(op)
+    names.push(op.name)
+  }
+  return names
+}
