@@ -76,6 +76,8 @@ export interface SourceRun {
 }
 
 const RUNS = 'runs'
+/** Written by the parent on Ctrl-C; workers check it at every step. */
+const STOP_FILE = 'STOP'
 
 function trainConfig(suite: ResolvedSuite): TrainConfig {
   return {
@@ -395,7 +397,7 @@ async function runWorker(
   if (!p) throw new SproutError('USAGE', `bench worker: no planned run named "${name}"`)
   if (!existsSync(join(out, 'source', 'done.json')))
     throw new SproutError('IO', `bench worker: ${out} has no pretrained source`)
-  const messenger = workerMessenger(io.err)
+  const messenger = workerMessenger(io.err, join(out, STOP_FILE))
   const source = loadCheckpoint(join(out, 'source', 'model')).model
   try {
     const run = await runMethod(out, suite, p, source, operators, messenger.progress, messenger.stopped)
@@ -462,6 +464,7 @@ export async function runBenchCompare(
         args.worker ?? { script: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv },
         progress,
         stop,
+        join(out, STOP_FILE),
       )
       for (const p of todo) {
         const f = runFile(out, p.name)

@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import type { BenchProgress } from './progress.js'
 
@@ -20,9 +21,14 @@ type Message =
 
 /**
  * The worker's side: progress goes to the parent over IPC, text to stderr (the parent prefixes
- * and forwards it); SIGINT or a stop message from the parent stops after the current step.
+ * and forwards it). It stops after the current step when the parent writes `stopFile`: the
+ * trainer's step loop never returns to the event loop, so a signal or IPC message would only be
+ * seen after the whole run, while a file is checked synchronously at every step.
  */
-export function workerMessenger(err: (line: string) => void): {
+export function workerMessenger(
+  err: (line: string) => void,
+  stopFile: string,
+): {
   progress: BenchProgress
   stopped: () => boolean
   close(): void
@@ -47,7 +53,7 @@ export function workerMessenger(err: (line: string) => void): {
       log: err,
       stop() {},
     },
-    stopped: () => stop,
+    stopped: () => stop || existsSync(stopFile),
     close() {
       process.off('SIGINT', onSigint)
       process.off('message', onMessage)
@@ -68,7 +74,9 @@ export function runInWorkers(
   command: WorkerCommand,
   progress: BenchProgress,
   stop: () => boolean,
+  stopFile: string,
 ): Promise<string[]> {
+  rmSync(stopFile, { force: true })
   return new Promise((resolvePromise) => {
     const queue = [...names]
     const running = new Set<ChildProcess>()
@@ -78,12 +86,14 @@ export function runInWorkers(
       if (!stop() || stopSent) return
       stopSent = true
       queue.length = 0
+      writeFileSync(stopFile, 'stop after the current step\n')
       for (const child of running) if (child.connected) child.send({ type: 'stop' } satisfies Message)
     }, 200)
     const next = () => {
       while (running.size < jobs && queue.length > 0 && !stop()) launch(queue.shift()!)
       if (running.size === 0) {
         clearInterval(watch)
+        rmSync(stopFile, { force: true })
         resolvePromise(failed)
       }
     }
