@@ -1,9 +1,10 @@
 /**
- * LEMON growth time and exactness on a few sizes (tfjs cpu backend unless another is set).
+ * LEMON growth time and exactness on a few sizes (tfjs cpu backend unless SPROUT_BACKEND names another).
  *
  *   npx tsx plugins/lemon/bench/grow.ts
  */
 import {
+  describeBackend,
   FlopMeter,
   formatFlops,
   initModel,
@@ -11,6 +12,7 @@ import {
   parseOptions,
   parseSpec,
   SeededRandom,
+  selectBackend,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import lemon from '../src/index.js'
@@ -33,7 +35,7 @@ const cases = [
   },
 ]
 
-await tf.setBackend(process.env.SPROUT_BACKEND ?? 'cpu')
+console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu')))
 console.log(`backend: ${tf.getBackend()}`)
 for (const c of cases) {
   const base = { family: 'decoder', vocabSize: 512, maxSeqLen: 64 }
