@@ -10,6 +10,7 @@ import { type MethodRun, runBenchCompare, runBenchReport } from './compare.js'
 import { summarise, writeReport } from './report.js'
 import { firstReach, lossAt, savings } from './savings.js'
 import { BUILTIN_SUITES, loadSuite, resolveSuite } from './suites.js'
+import { runInWorkers } from './workers.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-bench-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -290,4 +291,34 @@ describe('report', () => {
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
     expect(results.methods[0]).toMatchObject({ name: 'fast', flopsToTarget: 40 })
   })
+})
+
+describe('workers', () => {
+  it('a stop reaches a worker whose loop never yields, and it exits cleanly', async () => {
+    const stopFile = join(dir, 'STOP')
+    const lines: string[] = []
+    let stop = false
+    const progress = {
+      startRun() {},
+      step() {},
+      endRun() {},
+      log: (l: string) => {
+        lines.push(l)
+        if (l === '[busy] ready') stop = true
+      },
+      stop() {},
+    }
+    const script = fileURLToPath(new URL('./testing/busy-worker.ts', import.meta.url))
+    const failed = await runInWorkers(
+      ['busy'],
+      1,
+      { script, args: [stopFile], execArgv: ['--import', 'tsx'] },
+      progress,
+      () => stop,
+      stopFile,
+    )
+    expect(failed).toEqual([])
+    expect(lines).toContain('[busy] stopped')
+    expect(existsSync(stopFile)).toBe(false)
+  }, 20_000)
 })
