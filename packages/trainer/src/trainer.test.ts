@@ -229,6 +229,41 @@ describe('train', () => {
   })
 })
 
+describe('images', () => {
+  it('trains a tiny ViT on MNIST and reports validation accuracy', async () => {
+    const vit = parseSpec({
+      family: 'vit',
+      vocabSize: 0,
+      maxSeqLen: 17,
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      dFF: 32,
+      image: { size: 28, patch: 7, channels: 1, classes: 10 },
+    })
+    const d = await openDataset('mnist', vit, { batchSize: 8, seed: 1 })
+    const val = d.valBatches(2)
+    const model = initModel(vit, 1)
+    const r = await train({
+      model,
+      train: d.train,
+      val,
+      config: { ...base, steps: 4, evalEvery: 2 },
+      progress: false,
+    })
+    const evals = r.history.filter((h) => h.valLoss !== null)
+    expect(evals).toHaveLength(2)
+    for (const e of evals) {
+      expect(e.valAccuracy).toBeGreaterThanOrEqual(0)
+      expect(e.valAccuracy).toBeLessThanOrEqual(1)
+    }
+    expect(r.state.tokens).toBe(4 * 8 * 17)
+    disposeModel(model)
+    disposeModel(r.model)
+    tf.dispose(val.flatMap((b) => Object.values(b)))
+  })
+})
+
 describe('fit', () => {
   it('trains only the given variables on real batches and counts their FLOPs', async () => {
     const d = await data(2)
