@@ -2,11 +2,34 @@
   "targets": [
     {
       "target_name": "sprout_native",
-      "sources": ["native/sprout_native.cc"],
-      "include_dirs": ["/usr/include/x86_64-linux-gnu", "/usr/include/openblas"],
-      "libraries": ["-lopenblas"],
-      "cflags_cc": ["-O3", "-std=c++17"],
-      "defines": ["NAPI_VERSION=8"]
+      "sources": [
+        "native/sprout_native.cc",
+        "native/unary.cc",
+        "native/reduce.cc",
+        "native/layout.cc"
+      ],
+      "include_dirs": [
+        "/usr/include/x86_64-linux-gnu",
+        "/usr/include/openblas"
+      ],
+      "libraries": [
+        "-lopenblas"
+      ],
+      "cflags_cc": [
+        "-O3",
+        "-std=c++17",
+        "-march=x86-64-v2",
+        "-fno-math-errno"
+      ],
+      "defines": [
+        "NAPI_VERSION=8"
+      ],
+      "ldflags": [
+        "-pthread"
+      ],
+      "cflags": [
+        "-pthread"
+      ]
     }
   ]
 }

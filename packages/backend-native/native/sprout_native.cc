@@ -1,31 +1,21 @@
 // Node-API addon: BLAS-backed matrix products for the `native` TensorFlow.js backend.
 #include <cblas.h>
-#include <node_api.h>
 
-#include <cstdint>
-#include <vector>
+#include <cmath>
+
+#include "common.h"
+
+namespace sprout {
+
+int g_threads = 1;
+
+void Export(napi_env env, napi_value exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
 
 namespace {
-
-bool Float32(napi_env env, napi_value v, float** data, size_t* len) {
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, len, reinterpret_cast<void**>(data), &buffer, &offset) != napi_ok)
-    return false;
-  return type == napi_float32_array;
-}
-
-int64_t Int(napi_env env, napi_value v) {
-  int64_t out = 0;
-  napi_get_value_int64(env, v, &out);
-  return out;
-}
-
-napi_value Fail(napi_env env, const char* message) {
-  napi_throw_type_error(env, nullptr, message);
-  return nullptr;
-}
 
 // sgemmBatched(a, b, out, batch, m, n, k, transA, transB, strideA, strideB):
 // out[i] = op(a[i]) · op(b[i]) for i < batch, row-major; a stride of 0 broadcasts that operand.
@@ -59,34 +49,34 @@ napi_value SgemmBatched(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-bool Int32(napi_env env, napi_value v, int32_t** data, size_t* len) {
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, len, reinterpret_cast<void**>(data), &buffer, &offset) != napi_ok)
-    return false;
-  return type == napi_int32_array;
-}
-
 template <int Op>
 inline float Apply(float x, float y) {
   if (Op == 0) return x + y;
   if (Op == 1) return x - y;
   if (Op == 2) return x * y;
-  return x / y;
+  if (Op == 3) return x / y;
+  if (Op == 4) return y == 2.0f ? x * x : y == 3.0f ? x * x * x : std::pow(x, y);
+  if (Op == 5) return (x > y || x != x) ? x : y;
+  if (Op == 6) return (x < y || x != x) ? x : y;
+  return (x - y) * (x - y);
 }
 
-// Broadcast elementwise loop: strides are 0 on broadcast axes; the last axis runs as a tight loop.
+// Broadcast elementwise loop over output rows [begin, end): strides are 0 on broadcast axes;
+// the last axis runs as a tight loop.
 template <int Op>
 void Broadcast(const float* a, const float* b, float* out, const std::vector<int64_t>& shape,
-               const std::vector<int64_t>& sa, const std::vector<int64_t>& sb) {
+               const std::vector<int64_t>& sa, const std::vector<int64_t>& sb, int64_t begin, int64_t end) {
   const size_t rank = shape.size();
   const int64_t inner = shape[rank - 1], ia = sa[rank - 1], ib = sb[rank - 1];
-  int64_t outer = 1;
-  for (size_t d = 0; d + 1 < rank; d++) outer *= shape[d];
   std::vector<int64_t> idx(rank, 0);
-  int64_t offA = 0, offB = 0;
-  for (int64_t o = 0; o < outer; o++) {
+  int64_t offA = 0, offB = 0, rem = begin;
+  for (size_t d = rank - 1; d-- > 0;) {
+    idx[d] = rem % shape[d];
+    rem /= shape[d];
+    offA += idx[d] * sa[d];
+    offB += idx[d] * sb[d];
+  }
+  for (int64_t o = begin; o < end; o++) {
     const float* pa = a + offA;
     const float* pb = b + offB;
     float* po = out + o * inner;
@@ -98,7 +88,7 @@ void Broadcast(const float* a, const float* b, float* out, const std::vector<int
       for (int64_t i = 0; i < inner; i++) po[i] = Apply<Op>(pa[0], pb[i]);
     else
       for (int64_t i = 0; i < inner; i++) po[i] = Apply<Op>(pa[0], pb[0]);
-    for (int64_t d = static_cast<int64_t>(rank) - 2; d >= 0; d--) {
+    for (size_t d = rank - 1; d-- > 0;) {
       idx[d]++;
       offA += sa[d];
       offB += sb[d];
@@ -110,7 +100,16 @@ void Broadcast(const float* a, const float* b, float* out, const std::vector<int
   }
 }
 
-// binary(op, a, b, out, outShape, stridesA, stridesB): op 0 add, 1 sub, 2 mul, 3 div.
+template <int Op>
+void BroadcastParallel(const float* a, const float* b, float* out, const std::vector<int64_t>& shape,
+                       const std::vector<int64_t>& sa, const std::vector<int64_t>& sb, int64_t size) {
+  const int64_t inner = shape.back();
+  ParallelFor(size / inner, 1 + 32768 / inner,
+              [&](int64_t b0, int64_t e0) { Broadcast<Op>(a, b, out, shape, sa, sb, b0, e0); });
+}
+
+// binary(op, a, b, out, outShape, stridesA, stridesB): op 0 add, 1 sub, 2 mul, 3 div, 4 pow,
+// 5 maximum, 6 minimum, 7 squared difference.
 napi_value Binary(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value args[7];
@@ -138,10 +137,14 @@ napi_value Binary(napi_env env, napi_callback_info info) {
   if (static_cast<int64_t>(lc) < size || static_cast<int64_t>(la) <= maxA || static_cast<int64_t>(lb) <= maxB)
     return Fail(env, "binary: array too small for the given shape and strides");
   switch (op) {
-    case 0: Broadcast<0>(a, b, c, sh, va, vb); break;
-    case 1: Broadcast<1>(a, b, c, sh, va, vb); break;
-    case 2: Broadcast<2>(a, b, c, sh, va, vb); break;
-    case 3: Broadcast<3>(a, b, c, sh, va, vb); break;
+    case 0: BroadcastParallel<0>(a, b, c, sh, va, vb, size); break;
+    case 1: BroadcastParallel<1>(a, b, c, sh, va, vb, size); break;
+    case 2: BroadcastParallel<2>(a, b, c, sh, va, vb, size); break;
+    case 3: BroadcastParallel<3>(a, b, c, sh, va, vb, size); break;
+    case 4: BroadcastParallel<4>(a, b, c, sh, va, vb, size); break;
+    case 5: BroadcastParallel<5>(a, b, c, sh, va, vb, size); break;
+    case 6: BroadcastParallel<6>(a, b, c, sh, va, vb, size); break;
+    case 7: BroadcastParallel<7>(a, b, c, sh, va, vb, size); break;
     default: return Fail(env, "binary: unknown op");
   }
   return nullptr;
@@ -156,25 +159,28 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   const int64_t n = Int(env, args[0]);
   if (n < 1) return Fail(env, "setThreads: n must be >= 1");
   openblas_set_num_threads(static_cast<int>(n));
+  g_threads = static_cast<int>(n);
   return nullptr;
 }
 
+}  // namespace
+
 napi_value Init(napi_env env, napi_value exports) {
-  napi_value threads;
-  napi_create_function(env, "setThreads", NAPI_AUTO_LENGTH, SetThreads, nullptr, &threads);
-  napi_set_named_property(env, exports, "setThreads", threads);
-  napi_value binary;
-  napi_create_function(env, "binary", NAPI_AUTO_LENGTH, Binary, nullptr, &binary);
-  napi_set_named_property(env, exports, "binary", binary);
-  napi_value fn;
-  napi_create_function(env, "sgemmBatched", NAPI_AUTO_LENGTH, SgemmBatched, nullptr, &fn);
-  napi_set_named_property(env, exports, "sgemmBatched", fn);
+  Export(env, exports, "setThreads", SetThreads);
+  Export(env, exports, "sgemmBatched", SgemmBatched);
+  Export(env, exports, "binary", Binary);
+  Export(env, exports, "unary", Unary);
+  Export(env, exports, "reduce", Reduce);
+  Export(env, exports, "softmax", Softmax);
+  Export(env, exports, "transpose", Transpose);
+  Export(env, exports, "gather", Gather);
+  Export(env, exports, "segmentSum", SegmentSum);
   napi_value config;
   napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &config);
   napi_set_named_property(env, exports, "blas", config);
   return exports;
 }
 
-}  // namespace
+}  // namespace sprout
 
-NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
+NAPI_MODULE(NODE_GYP_MODULE_NAME, sprout::Init)

@@ -3,6 +3,9 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+/** 32-bit element storage moved as raw words by data-movement kernels. */
+export type Word32Array = Float32Array | Int32Array
+
 export interface NativeAddon {
   /** out[i] = op(a[i])·op(b[i]), row-major; a stride of 0 broadcasts that operand. */
   sgemmBatched(
@@ -18,7 +21,10 @@ export interface NativeAddon {
     strideA: number,
     strideB: number,
   ): void
-  /** out = a ∘ b with broadcasting (op 0 add, 1 sub, 2 mul, 3 div); strides are 0 on broadcast axes. */
+  /**
+   * out = a ∘ b with broadcasting (op 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 maximum, 6 minimum,
+   * 7 squared difference); strides are 0 on broadcast axes.
+   */
   binary(
     op: number,
     a: Float32Array,
@@ -28,7 +34,26 @@ export interface NativeAddon {
     stridesA: Int32Array,
     stridesB: Int32Array,
   ): void
-  /** OpenBLAS worker threads. */
+  /** out = f(x): 0 exp, 1 log, 2 tanh, 3 sqrt, 4 rsqrt, 5 square, 6 neg, 7 sigmoid, 8 relu, 9 erf, 10 abs, 11 reciprocal. */
+  unary(op: number, x: Float32Array, out: Float32Array): void
+  /** Reduces the axes flagged 1 in `reduced` (op 0 sum, 1 max, 2 min, 3 mean); out holds the kept axes. */
+  reduce(op: number, x: Float32Array, out: Float32Array, shape: Int32Array, reduced: Int32Array): void
+  /** Row-wise softmax of a [rows, cols] matrix. */
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void
+  /** out axis i = x axis perm[i]; float32 or int32. */
+  transpose(x: Word32Array, out: Word32Array, shape: Int32Array, perm: Int32Array): void
+  /** out[o, j, :] = x[o, indices[j], :]; -1, or the position of the first out-of-range index. */
+  gather(
+    x: Word32Array,
+    indices: Int32Array,
+    out: Word32Array,
+    outer: number,
+    axisSize: number,
+    inner: number,
+  ): number
+  /** out[s, :] = Σ x[i, :] over ids[i] = s; ids outside [0, numSegments) are dropped. */
+  segmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, numSegments: number, inner: number): void
+  /** OpenBLAS and C++ worker threads. */
   setThreads(n: number): void
   /** OpenBLAS build configuration string. */
   blas: string

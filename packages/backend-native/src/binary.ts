@@ -1,8 +1,18 @@
 import type * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
+import { floats } from './kernels.js'
 
-export const BINARY_OPS = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 } as const
+export const BINARY_OPS = {
+  Add: 0,
+  Sub: 1,
+  Multiply: 2,
+  RealDiv: 3,
+  Pow: 4,
+  Maximum: 5,
+  Minimum: 6,
+  SquaredDifference: 7,
+} as const
 export type BinaryKernel = keyof typeof BINARY_OPS
 
 /** Output shape of numpy-style broadcasting, or null when the shapes do not broadcast. */
@@ -30,7 +40,7 @@ function broadcastStrides(shape: number[], out: number[]): Int32Array {
   return strides
 }
 
-/** Float32 Add/Sub/Multiply/RealDiv with broadcasting in C++; null (fall back) for other dtypes. */
+/** A float32 binary op of BINARY_OPS with broadcasting in C++; null (fall back) for other dtypes. */
 export function nativeBinary(
   addon: NativeAddon,
   backend: MathBackendCPU,
@@ -38,7 +48,9 @@ export function nativeBinary(
   a: tf.TensorInfo,
   b: tf.TensorInfo,
 ): tf.TensorInfo | null {
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null
+  const av = floats(backend, a)
+  const bv = floats(backend, b)
+  if (!av || !bv) return null
   const shape = broadcastShape(a.shape, b.shape)
   if (!shape) return null
   const size = shape.reduce((x, y) => x * y, 1)
@@ -48,8 +60,8 @@ export function nativeBinary(
     const s = shape.length === 0 ? [1] : shape
     addon.binary(
       BINARY_OPS[kernel],
-      backend.data.get(a.dataId).values as Float32Array,
-      backend.data.get(b.dataId).values as Float32Array,
+      av,
+      bv,
       out,
       Int32Array.from(s),
       rank === shape.length ? broadcastStrides(a.shape, shape) : Int32Array.of(0),

@@ -3,16 +3,23 @@ import * as tf from '@tensorflow/tfjs'
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import { loadAddon, type NativeAddon } from './addon.js'
 import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
+import { type KernelInputs, NATIVE_TABLE } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 
 export { loadAddon, type NativeAddon } from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
+export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
 export { nativeBatchMatMul } from './matmul.js'
 
 export const NATIVE_BACKEND = 'native'
 
 /** Kernels this backend runs natively; every other kernel is the cpu backend's own. */
-export const NATIVE_KERNELS = ['BatchMatMul', '_FusedMatMul', 'Add', 'Sub', 'Multiply', 'RealDiv'] as const
+export const NATIVE_KERNELS: readonly string[] = [
+  'BatchMatMul',
+  '_FusedMatMul',
+  ...Object.keys(BINARY_OPS),
+  ...Object.keys(NATIVE_TABLE),
+]
 
 type Status = { ok: true; detail: string } | { ok: false; reason: string }
 let status: Status | null = null
@@ -34,7 +41,7 @@ const ACTIVATIONS: Record<string, string> = {
 
 function registerKernels(addon: NativeAddon): void {
   for (const config of tf.getKernelsForBackend('cpu'))
-    if (!(NATIVE_KERNELS as readonly string[]).includes(config.kernelName))
+    if (!NATIVE_KERNELS.includes(config.kernelName))
       tf.registerKernel({ ...config, backendName: NATIVE_BACKEND })
   for (const name of Object.keys(BINARY_OPS) as BinaryKernel[]) {
     const fallback = cpuKernel(name)
@@ -45,6 +52,20 @@ function registerKernels(addon: NativeAddon): void {
         const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
         return nativeBinary(addon, args.backend as MathBackendCPU, name, a, b) ?? fallback(args)
       },
+    })
+  }
+  for (const [name, kernel] of Object.entries(NATIVE_TABLE)) {
+    const fallback = cpuKernel(name)
+    tf.registerKernel({
+      kernelName: name,
+      backendName: NATIVE_BACKEND,
+      kernelFunc: (args) =>
+        kernel(
+          addon,
+          args.backend as MathBackendCPU,
+          args.inputs as unknown as KernelInputs,
+          args.attrs ?? {},
+        ) ?? fallback(args),
     })
   }
   const cpuBatchMatMul = cpuKernel('BatchMatMul')
@@ -77,7 +98,11 @@ function registerKernels(addon: NativeAddon): void {
       if (!product) return cpuFused(args)
       let out = product
       if (bias) {
-        const sum = cpuKernel('Add')({ inputs: { a: out, b: bias }, backend, attrs: {} }) as tf.TensorInfo
+        const sum = tf.getKernel('Add', NATIVE_BACKEND)!.kernelFunc({
+          inputs: { a: out, b: bias },
+          backend,
+          attrs: {},
+        }) as tf.TensorInfo
         backend.disposeIntermediateTensorInfo(out)
         out = sum
       }
@@ -86,7 +111,7 @@ function registerKernels(addon: NativeAddon): void {
         if (!name) throw new Error(`_FusedMatMul: unknown activation ${activation}`)
         const inputs: Record<string, tf.TensorInfo> = { x: out }
         if (activation === 'prelu') inputs.alpha = preluActivationWeights!
-        const act = cpuKernel(name)({
+        const act = tf.getKernel(name, NATIVE_BACKEND)!.kernelFunc({
           inputs,
           backend,
           attrs: activation === 'leakyrelu' ? { alpha: leakyreluAlpha ?? 0.2 } : {},
@@ -101,7 +126,7 @@ function registerKernels(addon: NativeAddon): void {
 
 /**
  * Registers the `native` backend: the cpu backend's tensors and kernels, with matrix products
- * (BatchMatMul, _FusedMatMul) on OpenBLAS. Idempotent; returns why it is unavailable instead
+ * on OpenBLAS and the kernels in NATIVE_KERNELS in multi-threaded C++. Idempotent; returns why it is unavailable instead
  * of throwing, so Sprout falls back to cpu with a one-line explanation.
  */
 export function registerNativeBackend(): Status {
@@ -126,7 +151,7 @@ export function registerNativeBackend(): Status {
   )
   status = {
     ok: true,
-    detail: `OpenBLAS matmul on ${threads} threads, C++ broadcast arithmetic; other kernels from cpu`,
+    detail: `OpenBLAS matmul and C++ kernels on ${threads} threads; ${NATIVE_KERNELS.length} native kernels, the rest from cpu`,
   }
   return status
 }

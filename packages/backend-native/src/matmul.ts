@@ -1,12 +1,9 @@
 import type * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
+import { floats } from './kernels.js'
 
 type Info = tf.TensorInfo
-
-function values(backend: MathBackendCPU, t: Info): Float32Array {
-  return backend.data.get(t.dataId).values as Float32Array
-}
 
 /**
  * BatchMatMul on BLAS: inputs [...batch, r, c]; batch dims must be equal or one side's batch
@@ -20,7 +17,9 @@ export function nativeBatchMatMul(
   transposeA: boolean,
   transposeB: boolean,
 ): Info | null {
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null
+  const av = floats(backend, a)
+  const bv = floats(backend, b)
+  if (!av || !bv) return null
   const ra = a.shape.length
   const rb = b.shape.length
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
@@ -44,8 +43,8 @@ export function nativeBatchMatMul(
   const batch = Math.max(sizeA, sizeB)
   const out = new Float32Array(batch * m * n)
   addon.sgemmBatched(
-    values(backend, a),
-    values(backend, b),
+    av,
+    bv,
     out,
     batch,
     m,

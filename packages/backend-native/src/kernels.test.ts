@@ -1,0 +1,322 @@
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadAddon, registerNativeBackend } from './index.js'
+
+const available = loadAddon().ok
+
+function rand(n: number, seed: number, lo = -2, hi = 2): Float32Array {
+  let s = seed >>> 0
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return lo + ((hi - lo) * s) / 2 ** 32
+  })
+}
+
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
+
+/** f on cpu and on native from the same inputs: shapes equal and values within tol. */
+function agree(f: () => tf.Tensor | tf.Tensor[], tol: number): void {
+  const run = (backend: string) => {
+    tf.setBackend(backend)
+    return tf.tidy(() => {
+      const out = f()
+      return (Array.isArray(out) ? out : [out]).map((t) => ({
+        shape: t.shape,
+        dtype: t.dtype,
+        data: t.dataSync(),
+      }))
+    })
+  }
+  const want = run('cpu')
+  const got = run('native')
+  expect(got.length).toBe(want.length)
+  for (const [i, w] of want.entries()) {
+    expect(got[i].shape).toEqual(w.shape)
+    expect(got[i].dtype).toBe(w.dtype)
+    for (let j = 0; j < w.data.length; j++) {
+      const a = got[i].data[j]
+      const b = w.data[j]
+      if (Number.isNaN(b)) expect(a).toBeNaN()
+      else if (!Number.isFinite(b)) expect(a).toBe(b)
+      else expect(Math.abs(a - b)).toBeLessThanOrEqual(tol * (1 + Math.abs(b)))
+    }
+  }
+}
+
+describe.skipIf(!available)('native kernels against cpu', () => {
+  let previous = ''
+  beforeAll(() => {
+    previous = tf.getBackend() ?? 'cpu'
+    expect(registerNativeBackend().ok).toBe(true)
+  })
+  afterAll(() => {
+    tf.setBackend(previous)
+  })
+
+  const unary: Record<string, { f: (x: tf.Tensor) => tf.Tensor; lo?: number }> = {
+    exp: { f: tf.exp },
+    log: { f: tf.log, lo: 0.01 },
+    tanh: { f: tf.tanh },
+    sqrt: { f: tf.sqrt, lo: 0 },
+    rsqrt: { f: tf.rsqrt, lo: 0.01 },
+    square: { f: tf.square },
+    neg: { f: tf.neg },
+    sigmoid: { f: tf.sigmoid },
+    relu: { f: tf.relu },
+    erf: { f: tf.erf },
+    abs: { f: tf.abs },
+    reciprocal: { f: tf.reciprocal, lo: 0.1 },
+  }
+  for (const [name, { f, lo }] of Object.entries(unary))
+    it(`${name}: values (odd, large, empty) and gradient equal cpu`, () => {
+      for (const shape of [[7], [3, 11001], [0, 4]]) {
+        const v = rand(count(shape), 11, lo ?? -3, 3)
+        agree(() => f(tf.tensor(v, shape)), 2e-6)
+      }
+      const v = rand(35, 12, lo ?? -3, 3)
+      agree(
+        () =>
+          tf.grad((x: tf.Tensor) => tf.sum(tf.mul(f(x), tf.range(0, 35).reshape([5, 7]))))(
+            tf.tensor(v, [5, 7]),
+          ),
+        1e-5,
+      )
+    })
+
+  it('unary ops of int32 tensors fall back to cpu', () => {
+    agree(() => [tf.abs(tf.tensor1d([-3, 4], 'int32')), tf.neg(tf.tensor1d([5, -6], 'int32'))], 0)
+  })
+
+  const reductions = { sum: tf.sum, mean: tf.mean, max: tf.max, min: tf.min }
+  const axesCases: [number[], number | number[] | undefined][] = [
+    [[5, 7], undefined],
+    [[5, 7], 1],
+    [[5, 7], 0],
+    [
+      [4, 3, 5, 2],
+      [0, 2],
+    ],
+    [
+      [4, 3, 5, 2],
+      [1, 3],
+    ],
+    [[4, 3, 5, 2], -1],
+    [[2, 1, 3], 1],
+    [[70, 1500], 0],
+    [[1500, 70], 1],
+    [[9], []],
+  ]
+  for (const [name, f] of Object.entries(reductions))
+    for (const [shape, axis] of axesCases)
+      it(`${name} of [${shape}] over ${JSON.stringify(axis)} (keepDims both ways) equals cpu`, () => {
+        const v = rand(count(shape), 13)
+        agree(() => [f(tf.tensor(v, shape), axis), f(tf.tensor(v, shape), axis, true)], 1e-5)
+      })
+
+  it('reductions: gradients, NaN propagation, int32 fallback', () => {
+    const v = rand(24, 14)
+    agree(
+      () =>
+        tf.grads((x: tf.Tensor) => tf.add(tf.sum(tf.max(x, 1)), tf.sum(tf.mul(tf.mean(x, [0, 2]), 3))))([
+          tf.tensor(v, [2, 3, 4]),
+        ]),
+      1e-6,
+    )
+    agree(
+      () => [
+        tf.max(
+          tf.tensor2d([
+            [1, Number.NaN, 2],
+            [3, 4, 5],
+          ]),
+          1,
+        ),
+        tf.sum(tf.tensor2d([[1, Number.NaN]]), 1),
+      ],
+      0,
+    )
+    agree(
+      () => [
+        tf.sum(
+          tf.tensor2d(
+            [
+              [1, 2],
+              [3, 4],
+            ],
+            [2, 2],
+            'int32',
+          ),
+          0,
+        ),
+      ],
+      0,
+    )
+  })
+
+  for (const shape of [
+    [4, 9],
+    [3, 1, 130],
+    [2, 3, 5, 11],
+    [0, 6],
+  ])
+    it(`softmax of [${shape}] and its gradient equal cpu`, () => {
+      const v = rand(count(shape), 15, -20, 20)
+      agree(() => tf.softmax(tf.tensor(v, shape)), 1e-6)
+      if (count(shape) > 0)
+        agree(
+          () =>
+            tf.grad((x: tf.Tensor) =>
+              tf.sum(tf.mul(tf.softmax(x), tf.tensor(rand(count(shape), 16), shape))),
+            )(tf.tensor(v, shape)),
+          1e-5,
+        )
+    })
+
+  const perms: [number[], number[]][] = [
+    [
+      [3, 5],
+      [1, 0],
+    ],
+    [
+      [2, 3, 4, 5],
+      [0, 2, 1, 3],
+    ],
+    [
+      [2, 3, 4, 5],
+      [3, 1, 0, 2],
+    ],
+    [
+      [7, 1, 9],
+      [2, 0, 1],
+    ],
+    [
+      [0, 3],
+      [1, 0],
+    ],
+    [
+      [65, 129],
+      [1, 0],
+    ],
+  ]
+  for (const [shape, perm] of perms)
+    it(`transpose [${shape}] by [${perm}] (float32 and int32) equals cpu`, () => {
+      const v = rand(count(shape), 17)
+      agree(
+        () => [
+          tf.transpose(tf.tensor(v, shape), perm),
+          tf.transpose(
+            tf.tensor(
+              Int32Array.from(v, (x) => Math.round(100 * x)),
+              shape,
+              'int32',
+            ),
+            perm,
+          ),
+        ],
+        0,
+      )
+    })
+
+  it('gather along each axis, int32 data, repeated and empty indices, and its gradient equal cpu', () => {
+    const v = rand(4 * 5 * 6, 18)
+    const ids = tf.tensor1d([3, 0, 3, 1], 'int32')
+    for (const axis of [0, 1, 2, -1])
+      agree(
+        () =>
+          tf.gather(
+            tf.tensor(v, [4, 5, 6]),
+            [3, 0, 3, 1].map((i) => Math.min(i, 3)),
+            axis,
+          ),
+        0,
+      )
+    agree(
+      () =>
+        tf.gather(
+          tf.tensor(
+            Int32Array.from(v, (x) => Math.round(10 * x)),
+            [4, 5, 6],
+            'int32',
+          ),
+          ids,
+        ),
+      0,
+    )
+    agree(
+      () =>
+        tf.gather(
+          tf.tensor(v, [4, 5, 6]),
+          tf.tensor2d(
+            [
+              [0, 1],
+              [2, 3],
+            ],
+            [2, 2],
+            'int32',
+          ),
+          1,
+        ),
+      0,
+    )
+    agree(() => tf.gather(tf.tensor(v, [4, 5, 6]), tf.tensor1d([], 'int32')), 0)
+    agree(
+      () =>
+        tf.grad((x: tf.Tensor) =>
+          tf.sum(tf.mul(tf.gather(x, ids), tf.range(0, 4 * 5 * 6).reshape([4, 5, 6]))),
+        )(tf.tensor(v, [4, 5, 6])),
+      1e-6,
+    )
+    ids.dispose()
+  })
+
+  it('an out-of-range gather index raises the cpu error', () => {
+    tf.setBackend('native')
+    expect(() =>
+      tf.tidy(() => tf.gather(tf.tensor1d([1, 2, 3]), tf.tensor1d([0, 3], 'int32')).dataSync()),
+    ).toThrow(/index/)
+  })
+
+  it('unsortedSegmentSum with repeated, missing and out-of-range ids equals cpu', () => {
+    const v = rand(6 * 3, 19)
+    const ids = [2, 0, 2, 4, -1, 2]
+    agree(() => tf.unsortedSegmentSum(tf.tensor(v, [6, 3]), tf.tensor1d(ids, 'int32'), 5), 1e-6)
+    const big = rand(512 * 128, 20)
+    const bigIds = Int32Array.from({ length: 512 }, (_, i) => (i * 37) % 100)
+    agree(() => tf.unsortedSegmentSum(tf.tensor(big, [512, 128]), tf.tensor1d(bigIds, 'int32'), 100), 1e-5)
+  })
+
+  it('a small GPT-style step (layer norm, GELU, attention, cross-entropy) has the same loss and gradients as cpu', () => {
+    const B = 2
+    const T = 5
+    const D = 8
+    const V = 11
+    const emb = rand(V * D, 21, -0.5, 0.5)
+    const w1 = rand(D * 4 * D, 22, -0.3, 0.3)
+    const w2 = rand(4 * D * D, 23, -0.3, 0.3)
+    const toks = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % V)
+    agree(() => {
+      const E = tf.tensor(emb, [V, D])
+      const W1 = tf.tensor(w1, [D, 4 * D])
+      const W2 = tf.tensor(w2, [4 * D, D])
+      const ids = tf.tensor(toks, [B * T], 'int32')
+      const f = (e: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => {
+        const x = tf.gather(e, ids).reshape([B, T, D])
+        const { mean, variance } = tf.moments(x, 2, true)
+        const h = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5)))
+        const q = h.reshape([B, 1, T, D])
+        const att = tf
+          .matMul(tf.softmax(tf.div(tf.matMul(q, q, false, true), Math.sqrt(D))), q)
+          .reshape([B * T, D])
+        const u = tf.matMul(att, a)
+        const g = tf.mul(
+          tf.mul(u, 0.5),
+          tf.add(1, tf.tanh(tf.mul(tf.add(u, tf.mul(tf.pow(u, 3), 0.044715)), 0.79788456))),
+        )
+        const logits = tf.matMul(tf.add(tf.matMul(g, b), att), e, false, true)
+        return tf.losses.softmaxCrossEntropy(tf.oneHot(ids, V), logits)
+      }
+      const { value, grads } = tf.valueAndGrads(f)([E, W1, W2])
+      return [value, ...grads]
+    }, 2e-5)
+  })
+})

@@ -1,0 +1,146 @@
+import * as tf from '@tensorflow/tfjs'
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
+import type { NativeAddon, Word32Array } from './addon.js'
+
+type Info = tf.TensorInfo
+
+/** The tfjs input names the native kernels read. */
+export type KernelInputs = Record<'x' | 'logits' | 'indices' | 'segmentIds', Info>
+
+/** A kernel body that returns null when it cannot handle its inputs (the cpu kernel runs instead). */
+export type NativeKernel = (
+  addon: NativeAddon,
+  backend: MathBackendCPU,
+  inputs: KernelInputs,
+  attrs: tf.NamedAttrMap,
+) => Info | null
+
+/** The float32 storage of t, or null (cpu kernels sometimes leave a float32 tensor in another array type). */
+export function floats(backend: MathBackendCPU, t: Info): Float32Array | null {
+  const v = backend.data.get(t.dataId).values
+  return t.dtype === 'float32' && v instanceof Float32Array ? v : null
+}
+
+/** The 32-bit storage of a float32 or int32 tensor, or null. */
+function words(backend: MathBackendCPU, t: Info): Word32Array | null {
+  const v = backend.data.get(t.dataId).values
+  return (t.dtype === 'float32' && v instanceof Float32Array) ||
+    (t.dtype === 'int32' && v instanceof Int32Array)
+    ? v
+    : null
+}
+
+function ints(backend: MathBackendCPU, t: Info): Int32Array | null {
+  const v = backend.data.get(t.dataId).values
+  return t.dtype === 'int32' && v instanceof Int32Array ? v : null
+}
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
+
+function alloc(dtype: tf.DataType, n: number): Word32Array {
+  return dtype === 'int32' ? new Int32Array(n) : new Float32Array(n)
+}
+
+export const UNARY_OPS = {
+  Exp: 0,
+  Log: 1,
+  Tanh: 2,
+  Sqrt: 3,
+  Rsqrt: 4,
+  Square: 5,
+  Neg: 6,
+  Sigmoid: 7,
+  Relu: 8,
+  Erf: 9,
+  Abs: 10,
+  Reciprocal: 11,
+} as const
+
+function unary(op: number): NativeKernel {
+  return (addon, backend, { x }) => {
+    const xv = floats(backend, x)
+    if (!xv) return null
+    const out = new Float32Array(size(x.shape))
+    addon.unary(op, xv, out)
+    return backend.makeTensorInfo(x.shape, 'float32', out)
+  }
+}
+
+export const REDUCE_OPS = { Sum: 0, Max: 1, Min: 2, Mean: 3 } as const
+
+function reduce(op: number, axisAttr: 'axis' | 'reductionIndices'): NativeKernel {
+  return (addon, backend, { x }, attrs) => {
+    const xv = floats(backend, x)
+    if (!xv) return null
+    const axes = tf.util.parseAxisParam(attrs[axisAttr] as number | number[], x.shape)
+    const flags = Int32Array.from(x.shape, (_, d) => (axes.includes(d) ? 1 : 0))
+    const kept = x.shape.filter((_, d) => !flags[d])
+    const out = new Float32Array(size(kept))
+    addon.reduce(op, xv, out, Int32Array.from(x.shape), flags)
+    const shape = attrs.keepDims ? x.shape.map((d, i) => (flags[i] ? 1 : d)) : kept
+    return backend.makeTensorInfo(shape, 'float32', out)
+  }
+}
+
+const softmax: NativeKernel = (addon, backend, { logits }, { dim }) => {
+  const rank = logits.shape.length
+  const xv = floats(backend, logits)
+  if (!xv || rank === 0 || ((dim as number) !== -1 && dim !== rank - 1)) return null
+  const cols = logits.shape[rank - 1]
+  const rows = cols === 0 ? 0 : size(logits.shape) / cols
+  const out = new Float32Array(rows * cols)
+  addon.softmax(xv, out, rows, cols)
+  return backend.makeTensorInfo(logits.shape, 'float32', out)
+}
+
+const transpose: NativeKernel = (addon, backend, { x }, { perm }) => {
+  const p = perm as number[]
+  const xv = words(backend, x)
+  if (!xv || x.shape.length === 0) return null
+  const out = alloc(x.dtype, size(x.shape))
+  addon.transpose(xv, out, Int32Array.from(x.shape), Int32Array.from(p))
+  return backend.makeTensorInfo(
+    p.map((d) => x.shape[d]),
+    x.dtype,
+    out,
+  )
+}
+
+const gather: NativeKernel = (addon, backend, { x, indices }, { axis, batchDims }) => {
+  const xv = words(backend, x)
+  const ids = ints(backend, indices)
+  if (!xv || !ids || (batchDims as number) !== 0) return null
+  const [ax] = tf.util.parseAxisParam(axis as number, x.shape)
+  const outer = size(x.shape.slice(0, ax))
+  const inner = size(x.shape.slice(ax + 1))
+  const shape = [...x.shape.slice(0, ax), ...indices.shape, ...x.shape.slice(ax + 1)]
+  const out = alloc(x.dtype, size(shape))
+  // An out-of-range index: let the cpu kernel raise its own error.
+  if (addon.gather(xv, ids, out, outer, x.shape[ax], inner) !== -1) return null
+  return backend.makeTensorInfo(shape, x.dtype, out)
+}
+
+const segmentSum: NativeKernel = (addon, backend, { x, segmentIds }, { numSegments }) => {
+  const xv = floats(backend, x)
+  const ids = ints(backend, segmentIds)
+  if (!xv || !ids || segmentIds.shape.length !== 1) return null
+  const rest = x.shape.slice(1)
+  const inner = size(rest)
+  const segs = numSegments as number
+  const out = new Float32Array(segs * inner)
+  addon.segmentSum(xv, ids, out, segs, inner)
+  return backend.makeTensorInfo([segs, ...rest], 'float32', out)
+}
+
+/** Kernels beyond the matrix products and broadcast arithmetic, by tfjs kernel name. */
+export const NATIVE_TABLE: Record<string, NativeKernel> = {
+  ...Object.fromEntries(Object.entries(UNARY_OPS).map(([name, op]) => [name, unary(op)])),
+  Sum: reduce(REDUCE_OPS.Sum, 'axis'),
+  Mean: reduce(REDUCE_OPS.Mean, 'axis'),
+  Min: reduce(REDUCE_OPS.Min, 'axis'),
+  Max: reduce(REDUCE_OPS.Max, 'reductionIndices'),
+  Softmax: softmax,
+  Transpose: transpose,
+  GatherV2: gather,
+  UnsortedSegmentSum: segmentSum,
+}
