@@ -172,10 +172,19 @@ export function disposeGrown(g: Grown): void {
  */
 const RESCALABLE_FIELDS = new Set<string>(['normEps'])
 
+/** JSON with object keys sorted, so equal specs compare equal whatever order their keys were set in. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  )
+}
+
 /** Top-level spec fields whose values differ. */
 export function specDifferences(a: TransformerSpec, b: TransformerSpec): (keyof TransformerSpec)[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof TransformerSpec>
-  return [...keys].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+  return [...keys].filter((k) => canonicalJson(a[k]) !== canonicalJson(b[k]))
 }
 
 /** The grown model has exactly the target spec's parameters and the report is well-formed. */
@@ -272,8 +281,9 @@ export async function checkCheckpointRoundTrip(fixture: Fixture, g: Grown): Prom
     await saveCheckpoint(out, g.result.model, { meta: { report: g.result.report } })
     const loaded = loadCheckpoint(out)
     try {
-      if (JSON.stringify(loaded.model.spec) !== JSON.stringify(g.result.model.spec))
-        fail(`${fixture.id}: the checkpoint's spec differs from the grown model's`)
+      const changed = specDifferences(loaded.model.spec, g.result.model.spec)
+      if (changed.length > 0)
+        fail(`${fixture.id}: the checkpoint's spec differs from the grown model's in ${changed.join(', ')}`)
       for (const [name, t] of Object.entries(g.result.model.params)) {
         const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(t, loaded.model.params[name]))).dataSync()[0])
         if (diff !== 0) fail(`${fixture.id}: "${name}" changed by ${diff} through a checkpoint round trip`)

@@ -11,6 +11,7 @@ import {
   checkShapes,
   disposeGrown,
   growFixture,
+  specDifferences,
 } from './checks.js'
 import { finetunePadOperator, zeroPad, zeroPadOperator } from './examples.testutil.js'
 import { createTestFit, type FitRecord } from './fit.js'
@@ -137,6 +138,13 @@ describe('checks catch broken operators', () => {
     await expect(growFixture(picky, fixture, { scale: 1 }, 7)).rejects.toThrow(
       /exclude "decoder\/ffn" with a reason/,
     )
+  })
+
+  it('specs compare by value, not by the order their keys were set in', () => {
+    const a = defaultFixture('decoder', 'moe').target
+    const reordered = Object.fromEntries(Object.entries(a).reverse()) as typeof a
+    expect(specDifferences(a, reordered)).toEqual([])
+    expect(specDifferences(a, { ...a, moe: { ...a.moe!, topK: 1 } })).toEqual(['moe'])
   })
 
   it('exclusions without a reason are refused', () => {
