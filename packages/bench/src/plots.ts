@@ -23,25 +23,41 @@ export async function renderChart(spec: TopLevelSpec): Promise<{ svg: string; pn
 
 const base = { width: 560, height: 320, background: 'white' } as const
 
-/** Validation loss against compute (log FLOPs) or wall time, one line per method. */
-export function lossCurveSpec(points: CurvePoint[], x: 'flops' | 'seconds', title: string): TopLevelSpec {
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    ...base,
-    title,
+/**
+ * Validation loss against compute or wall time, one line per method (growth cost included, so a
+ * grown model's line starts right of zero), with scratch's final loss as a dashed target line.
+ */
+export function lossCurveSpec(
+  points: CurvePoint[],
+  x: 'flops' | 'seconds',
+  title: string,
+  target: number | null = null,
+): TopLevelSpec {
+  const line = {
     data: { values: points },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
       x: {
         field: x,
         type: 'quantitative',
-        title: x === 'flops' ? 'training FLOPs (growth included)' : 'wall time (s, growth included)',
-        ...(x === 'flops' ? { scale: { type: 'log', nice: false }, axis: { format: '.1e' } } : {}),
+        title: x === 'flops' ? 'FLOPs (growth included)' : 'wall time (s, growth included)',
+        ...(x === 'flops' ? { axis: { format: '.2s' } } : {}),
       },
       y: { field: 'valLoss', type: 'quantitative', title: 'validation loss', scale: { zero: false } },
       color: { field: 'method', type: 'nominal', title: 'method' },
     },
-  }
+  } as const
+  const rule = {
+    data: { values: target === null ? [] : [{ target }] },
+    mark: { type: 'rule', strokeDash: [4, 4], color: '#555' },
+    encoding: { y: { field: 'target', type: 'quantitative' } },
+  } as const
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    ...base,
+    title,
+    layer: [line, rule],
+  } as TopLevelSpec
 }
 
 /** Compute savings per method (1 − FLOPs to reach scratch's final loss / scratch's FLOPs). */

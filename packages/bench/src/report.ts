@@ -147,7 +147,10 @@ ${suite.description}
 ${rows.join('\n')}
 
 A negative saving means the method needed more compute than scratch; "not reached" means it
-never got to scratch's final loss within the budget.
+never got to scratch's final loss within the budget. FLOPs are counted analytically from the
+specs and token counts, so they do not depend on the machine; wall times are measured on a shared
+machine (concurrently with other runs under \`--jobs\`) and are indicative only. The dashed line
+in the loss plots is the target loss.
 
 ![validation loss vs FLOPs](loss-vs-flops.svg)
 
@@ -170,14 +173,24 @@ export async function writeReport(
     .flatMap((r) =>
       r.curve.map((c) => ({
         method: r.name,
-        flops: Math.max(c.flops, 1),
+        flops: c.flops,
         seconds: c.seconds,
         valLoss: c.valLoss,
       })),
     )
   const charts = {
-    'loss-vs-flops': lossCurveSpec(points, 'flops', `${suite.name}: validation loss vs compute`),
-    'loss-vs-time': lossCurveSpec(points, 'seconds', `${suite.name}: validation loss vs wall time`),
+    'loss-vs-flops': lossCurveSpec(
+      points,
+      'flops',
+      `${suite.name}: validation loss vs compute`,
+      results.target,
+    ),
+    'loss-vs-time': lossCurveSpec(
+      points,
+      'seconds',
+      `${suite.name}: validation loss vs wall time`,
+      results.target,
+    ),
     savings: savingsSpec(results.methods, `${suite.name}: compute saved to reach scratch's final loss`),
   }
   for (const [name, spec] of Object.entries(charts)) {
