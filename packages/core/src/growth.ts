@@ -5,7 +5,7 @@ import type { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
 import type { Model, Params } from './params.js'
 import type { SeededRandom } from './random.js'
-import { formatIssue, type TransformerSpec } from './spec.js'
+import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
 
 export interface OperatorCapabilities {
   /** Grows dModel. */
@@ -263,3 +263,36 @@ export function assertNoShrink(source: TransformerSpec, target: TransformerSpec,
 }
 
 export { z }
+
+/** The first of `fields` whose value differs between two specs (compared as JSON), or null. */
+export function specDifference(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  fields: readonly (keyof TransformerSpec)[],
+): { field: keyof TransformerSpec; source: string; target: string } | null {
+  for (const field of fields) {
+    const a = JSON.stringify(source[field]) ?? 'unset'
+    const b = JSON.stringify(target[field]) ?? 'unset'
+    if (a !== b) return { field, source: a, target: b }
+  }
+  return null
+}
+
+/**
+ * For depth growth that copies source layer `from(i)` into target layer i: the first target
+ * layer whose MoE-ness differs from its source layer's, with the moe.layers the target needs.
+ */
+export function moeLayerMismatch(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  from: (i: number) => number,
+): { layer: number; sourceLayer: number; needed: number[] } | null {
+  const needed: number[] = []
+  let first: { layer: number; sourceLayer: number } | null = null
+  for (let i = 0; i < target.nLayers; i++) {
+    const j = from(i)
+    if (isMoELayer(source, j)) needed.push(i)
+    if (!first && isMoELayer(source, j) !== isMoELayer(target, i)) first = { layer: i, sourceLayer: j }
+  }
+  return first ? { ...first, needed } : null
+}

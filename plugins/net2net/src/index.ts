@@ -3,11 +3,12 @@ import {
   defineOperator,
   GrowthError,
   type GrowthResult,
-  isMoELayer,
+  moeLayerMismatch,
   type ParamInfo,
   type Params,
   paramTable,
   type SeededRandom,
+  specDifference,
   type TransformerSpec,
   validateParams,
   z,
@@ -39,21 +40,18 @@ const SAME = [
   'image',
   'headDim',
   'nKVHeads',
-] as const
+] as const satisfies readonly (keyof TransformerSpec)[]
 
 export function checkNet2Net(
   source: TransformerSpec,
   target: TransformerSpec,
   options: Net2NetOptions,
 ): void {
-  for (const f of SAME) {
-    const a = JSON.stringify((source as unknown as Record<string, unknown>)[f])
-    const b = JSON.stringify((target as unknown as Record<string, unknown>)[f])
-    if (a !== b)
-      throw new GrowthError(
-        `net2net keeps ${f} (source ${a ?? 'unset'}, target ${b ?? 'unset'}); make them equal`,
-      )
-  }
+  const diff = specDifference(source, target, SAME)
+  if (diff)
+    throw new GrowthError(
+      `net2net keeps ${diff.field} (source ${diff.source}, target ${diff.target}); make them equal`,
+    )
   if (source.nKVHeads !== undefined && source.nKVHeads !== source.nHeads)
     throw new GrowthError('net2net does not grow grouped-query attention (nKVHeads); use lemon')
   const grow = (f: 'dModel' | 'nHeads' | 'dFF' | 'nLayers') => {
@@ -71,12 +69,11 @@ export function checkNet2Net(
     throw new GrowthError(
       'net2net depth "identity" needs pre-norm (a post-norm layer re-normalises, so a zero-output layer is not an identity); use --option depth=stack, or lemon for lossless post-norm depth growth',
     )
-  const L1 = source.nLayers
-  for (let i = 0; i < target.nLayers; i++)
-    if (isMoELayer(source, i % L1) !== isMoELayer(target, i))
-      throw new GrowthError(
-        `target layer ${i} copies source layer ${i % L1}, but only one of them is a mixture-of-experts layer; align the target's moe.layers`,
-      )
+  const moe = moeLayerMismatch(source, target, (i) => i % source.nLayers)
+  if (moe)
+    throw new GrowthError(
+      `target layer ${moe.layer} copies source layer ${moe.sourceLayer}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${moe.needed.join(', ')}]`,
+    )
   if (
     source.moe &&
     target.moe &&

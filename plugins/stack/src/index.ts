@@ -3,8 +3,9 @@ import {
   GrowthError,
   type GrowthMask,
   type GrowthResult,
-  isMoELayer,
+  moeLayerMismatch,
   type Params,
+  specDifference,
   specSummary,
   type TransformerSpec,
   validateParams,
@@ -55,7 +56,7 @@ const SHAPE_FIELDS = [
   'maxSeqLen',
   'dModel',
   'nHeads',
-  'nKvHeads',
+  'nKVHeads',
   'headDim',
   'dFF',
   'activation',
@@ -67,17 +68,14 @@ const SHAPE_FIELDS = [
   'positional',
   'mlmHead',
   'image',
-] as const
+] as const satisfies readonly (keyof TransformerSpec)[]
 
 export function checkStack(source: TransformerSpec, target: TransformerSpec, options: StackOptions): void {
-  for (const f of SHAPE_FIELDS) {
-    const a = JSON.stringify((source as unknown as Record<string, unknown>)[f])
-    const b = JSON.stringify((target as unknown as Record<string, unknown>)[f])
-    if (a !== b)
-      throw new GrowthError(
-        `stack grows depth only, but ${f} differs (${a ?? 'unset'} → ${b ?? 'unset'}); grow width, heads or FFN with lemon (lossless) or ligo first, then stack`,
-      )
-  }
+  const diff = specDifference(source, target, SHAPE_FIELDS)
+  if (diff)
+    throw new GrowthError(
+      `stack grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN with lemon (lossless) or ligo first, then stack`,
+    )
   const L1 = source.nLayers
   const L2 = target.nLayers
   if (L2 <= L1 || L2 % L1 !== 0)
@@ -94,15 +92,11 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
       'stack mode "masked" needs pre-norm: a post-norm layer re-normalises its input, so a masked (zero-output) layer is not an identity; use mode "stack", or lemon for lossless post-norm depth growth',
     )
   const order = layerOrder(L1, L2, options.mode)
-  order.forEach((j, i) => {
-    if (isMoELayer(source, j) !== isMoELayer(target, i))
-      throw new GrowthError(
-        `target layer ${i} copies source layer ${j}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${order
-          .map((jj, ii) => (isMoELayer(source, jj) ? ii : -1))
-          .filter((ii) => ii >= 0)
-          .join(', ')}]`,
-      )
-  })
+  const moe = moeLayerMismatch(source, target, (i) => order[i])
+  if (moe)
+    throw new GrowthError(
+      `target layer ${moe.layer} copies source layer ${moe.sourceLayer}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${moe.needed.join(', ')}]`,
+    )
   if (
     source.moe &&
     target.moe &&
