@@ -123,7 +123,7 @@ describe('compare', () => {
     // Same target as the suite: measured like a method, not flagged as a variant.
     expect(byName['lemon-exact'].variant).toBe(false)
     expect(byName['lemon-exact'].finalValLoss).not.toBe(byName.lemon.finalValLoss)
-    expect(c.err.join('\n')).toMatch(/stack: skipped/)
+    expect(cut.err.join('\n')).toMatch(/stack: skipped: stack grows depth only/)
     expect(JSON.parse(c.out.at(-1)!).suite).toBe('tiny')
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| lemon \|/)
 
@@ -152,6 +152,12 @@ describe('compare', () => {
         capture().io,
       ),
     ).rejects.toThrow(/"warp" is not available; choose from scratch, lemon, upcycle-4x/)
+    writeFileSync(suiteFile, JSON.stringify({ ...suite, methods: { lemon: { noiseStd: -1 } } }))
+    await expect(
+      runBenchCompare({ suite: suiteFile, out: join(dir, 'y') }, [lemon], capture().io),
+    ).rejects.toThrow(/suite tiny: methods.lemon: method "lemon": option noiseStd/)
+    expect(existsSync(join(dir, 'x'))).toBe(false)
+    expect(existsSync(join(dir, 'y'))).toBe(false)
     expect(tf.memory().numTensors).toBe(before)
   })
   it('--jobs trains the methods in worker processes and reproduces the in-process losses', async () => {

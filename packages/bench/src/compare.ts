@@ -217,6 +217,51 @@ function plan(suite: ResolvedSuite, operators: GrowthOperator<any>[], only?: str
   return all.filter((p) => wanted.includes(p.name))
 }
 
+/**
+ * Before anything is written: a method option in the suite that the operator rejects is the
+ * user's mistake (an error naming the field); a growth the operator cannot do is a skip.
+ */
+function preflight(suite: ResolvedSuite, planned: Planned[], operators: GrowthOperator<any>[]) {
+  const skipped = new Map<string, string>()
+  for (const p of planned) {
+    if (p.method === 'scratch') continue
+    const op = operators.find((o) => o.name === p.method)
+    if (!op) {
+      skipped.set(p.name, `method ${p.method} is not installed`)
+      continue
+    }
+    let options: Record<string, unknown>
+    try {
+      options = parseOptions(op, p.options)
+    } catch (e) {
+      const field = p.name === p.method ? `methods.${p.name}` : `variants (${p.name}).options`
+      throw new SproutError('INPUT_INVALID', `suite ${suite.name}: ${field}: ${(e as Error).message}`)
+    }
+    try {
+      op.check(suite.source, p.target, options)
+    } catch (e) {
+      if (!(e instanceof GrowthError)) throw e
+      skipped.set(p.name, e.message)
+    }
+  }
+  return skipped
+}
+
+function skippedRun(p: Planned, reason: string): MethodRun {
+  return {
+    name: p.name,
+    method: p.method,
+    status: 'skipped',
+    reason,
+    growthFlops: 0,
+    growthSeconds: 0,
+    curve: [],
+    finalValLoss: null,
+    schedule: 'suite',
+    ...(p.variant ? { variantTarget: p.target } : {}),
+  }
+}
+
 /** Grows (unless scratch) and trains one planned run; null when interrupted. */
 async function runMethod(
   out: string,
@@ -424,10 +469,17 @@ export async function runBenchCompare(
   const out = resolve(args.out ?? join('runs', `bench-${suite.name}`))
   const planned = plan(suite, operators, args.methods)
   const jobs = checkJobs(args.jobs)
+  const skipped = preflight(suite, planned, operators)
   checkOut(out, suite, args.resume)
   mkdirSync(join(out, RUNS), { recursive: true })
   mkdirSync(join(out, 'metrics'), { recursive: true })
   writeFileAtomic(join(out, 'suite.json'), JSON.stringify(suite, null, 2))
+  for (const p of planned) {
+    const reason = skipped.get(p.name)
+    if (reason === undefined || existsSync(runFile(out, p.name))) continue
+    io.err(`${p.name}: skipped: ${reason}`)
+    writeFileAtomic(runFile(out, p.name), JSON.stringify(skippedRun(p, reason)))
+  }
   const todo = planned.filter((p) => !existsSync(runFile(out, p.name)))
   const progress = createBenchProgress(todo.length + 1, process.stderr.isTTY === true, io.err)
   let interrupted = false
@@ -442,7 +494,8 @@ export async function runBenchCompare(
   try {
     const sourced = await sourceModel(suite, out, progress, stop)
     sourceRun = sourced.run
-    for (const p of planned) if (!todo.includes(p)) progress.log(`${p.name}: done earlier, kept`)
+    for (const p of planned)
+      if (!todo.includes(p) && !skipped.has(p.name)) progress.log(`${p.name}: done earlier, kept`)
     if (jobs === 1) {
       try {
         for (const [i, p] of todo.entries()) {
@@ -466,13 +519,6 @@ export async function runBenchCompare(
         stop,
         join(out, STOP_FILE),
       )
-      for (const p of todo) {
-        const f = runFile(out, p.name)
-        if (existsSync(f)) {
-          const run: MethodRun = JSON.parse(readFileSync(f, 'utf8'))
-          if (run.status === 'skipped') progress.log(`  ${p.name}: skipped: ${run.reason}`)
-        }
-      }
       if (failed.length > 0 && !interrupted)
         throw new SproutError(
           'IO',
