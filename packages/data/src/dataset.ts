@@ -56,7 +56,7 @@ export function unigramEntropy(tokens: Int32Array): number {
   return h
 }
 
-function imageSet(source: string, spec: TransformerSpec): ImageSet {
+function imageSet(source: string): ImageSet {
   if (source === 'mnist') return loadMnist()
   if (source === 'fashion-mnist') return loadFashionMnist()
   throw new SproutError(
@@ -67,7 +67,7 @@ function imageSet(source: string, spec: TransformerSpec): ImageSet {
 
 function openImages(source: string, spec: TransformerSpec, opts: DatasetOptions): Dataset {
   const img = spec.image!
-  const set = imageSet(source, spec)
+  const set = imageSet(source)
   if (img.size !== set.height || img.size !== set.width || img.channels !== set.channels)
     throw new SproutError(
       'DATA_INVALID',

@@ -52,15 +52,11 @@ export class CausalBatches implements BatchStream {
   }
 
   next(): Batch {
-    const { batchSize: B, seqLen: T } = this
-    const inputs = new Int32Array(B * T)
-    const targets = new Int32Array(B * T)
-    for (let b = 0; b < B; b++) {
-      const start = this.order.take().example * T
-      inputs.set(this.tokens.subarray(start, start + T), b * T)
-      targets.set(this.tokens.subarray(start + 1, start + T + 1), b * T)
-    }
-    return { inputs: tf.tensor2d(inputs, [B, T], 'int32'), targets: tf.tensor2d(targets, [B, T], 'int32') }
+    return causalBatch(
+      this.tokens,
+      Array.from({ length: this.batchSize }, () => this.order.take().example),
+      this.seqLen,
+    )
   }
   cursor() {
     return this.order.cursor()
@@ -78,23 +74,55 @@ export function causalValBatches(
   maxBatches: number,
 ): Batch[] {
   const windows = windowStarts(tokens.length, seqLen + 1, seqLen)
+  return fixedGroups(windows, batchSize, maxBatches).map((ws) => causalBatch(tokens, ws, seqLen))
+}
+
+/** Consecutive windows [0, 1, ...] in groups of batchSize: at most maxBatches groups, at least one. */
+function fixedGroups(windows: number, batchSize: number, maxBatches: number): number[][] {
   const n = Math.max(1, Math.min(maxBatches, Math.floor(windows / batchSize)))
-  const out: Batch[] = []
-  for (let k = 0; k < n; k++) {
-    const rows = Math.min(batchSize, windows - k * batchSize)
-    const inputs = new Int32Array(rows * seqLen)
-    const targets = new Int32Array(rows * seqLen)
-    for (let b = 0; b < rows; b++) {
-      const start = (k * batchSize + b) * seqLen
-      inputs.set(tokens.subarray(start, start + seqLen), b * seqLen)
-      targets.set(tokens.subarray(start + 1, start + seqLen + 1), b * seqLen)
-    }
-    out.push({
-      inputs: tf.tensor2d(inputs, [rows, seqLen], 'int32'),
-      targets: tf.tensor2d(targets, [rows, seqLen], 'int32'),
-    })
+  return Array.from({ length: n }, (_, k) =>
+    Array.from({ length: Math.min(batchSize, windows - k * batchSize) }, (_, b) => k * batchSize + b),
+  )
+}
+
+/** A causal-LM batch of the given windows: inputs = window[0..T), targets = window[1..T]. */
+function causalBatch(tokens: Int32Array, windows: number[], T: number): Batch {
+  const inputs = new Int32Array(windows.length * T)
+  const targets = new Int32Array(windows.length * T)
+  windows.forEach((w, b) => {
+    inputs.set(tokens.subarray(w * T, w * T + T), b * T)
+    targets.set(tokens.subarray(w * T + 1, w * T + T + 1), b * T)
+  })
+  return {
+    inputs: tf.tensor2d(inputs, [windows.length, T], 'int32'),
+    targets: tf.tensor2d(targets, [windows.length, T], 'int32'),
   }
-  return out
+}
+
+/** A masked-LM batch of the given windows, each masked with its own generator. */
+function maskedBatch(
+  tokens: Int32Array,
+  windows: number[],
+  T: number,
+  rng: (b: number) => SeededRandom,
+  masking: MaskingOptions,
+): Batch {
+  const inputs = new Int32Array(windows.length * T)
+  const targets = new Int32Array(windows.length * T)
+  const weights = new Float32Array(windows.length * T)
+  windows.forEach((w, b) => {
+    const ids = tokens.subarray(w * T, w * T + T)
+    const m = maskSequence(ids, rng(b), masking)
+    inputs.set(m.inputs, b * T)
+    targets.set(ids, b * T)
+    weights.set(m.weights, b * T)
+  })
+  const shape: [number, number] = [windows.length, T]
+  return {
+    inputs: tf.tensor2d(inputs, shape, 'int32'),
+    targets: tf.tensor2d(targets, shape, 'int32'),
+    weights: tf.tensor2d(weights, shape, 'float32'),
+  }
 }
 
 export interface MaskingOptions {
@@ -150,27 +178,14 @@ export class MaskedBatches implements BatchStream {
   }
 
   next(): Batch {
-    const { batchSize: B, seqLen: T } = this
-    const inputs = new Int32Array(B * T)
-    const targets = new Int32Array(B * T)
-    const weights = new Float32Array(B * T)
-    for (let b = 0; b < B; b++) {
-      const { example, epoch, index } = this.order.take()
-      const ids = this.tokens.subarray(example * T, example * T + T)
-      const m = maskSequence(
-        ids,
-        new SeededRandom(hashSeed(this.seed, `mask ${epoch}:${index}`)),
-        this.masking,
-      )
-      inputs.set(m.inputs, b * T)
-      targets.set(ids, b * T)
-      weights.set(m.weights, b * T)
-    }
-    return {
-      inputs: tf.tensor2d(inputs, [B, T], 'int32'),
-      targets: tf.tensor2d(targets, [B, T], 'int32'),
-      weights: tf.tensor2d(weights, [B, T], 'float32'),
-    }
+    const draws = Array.from({ length: this.batchSize }, () => this.order.take())
+    return maskedBatch(
+      this.tokens,
+      draws.map((d) => d.example),
+      this.seqLen,
+      (b) => new SeededRandom(hashSeed(this.seed, `mask ${draws[b].epoch}:${draws[b].index}`)),
+      this.masking,
+    )
   }
   cursor() {
     return this.order.cursor()
@@ -189,26 +204,7 @@ export function maskedValBatches(
   masking: MaskingOptions,
 ): Batch[] {
   const windows = windowStarts(tokens.length, seqLen, seqLen)
-  const n = Math.max(1, Math.min(maxBatches, Math.floor(windows / batchSize)))
-  const out: Batch[] = []
-  for (let k = 0; k < n; k++) {
-    const rows = Math.min(batchSize, windows - k * batchSize)
-    const inputs = new Int32Array(rows * seqLen)
-    const targets = new Int32Array(rows * seqLen)
-    const weights = new Float32Array(rows * seqLen)
-    for (let b = 0; b < rows; b++) {
-      const w = k * batchSize + b
-      const ids = tokens.subarray(w * seqLen, w * seqLen + seqLen)
-      const m = maskSequence(ids, new SeededRandom(hashSeed(0, `val mask ${w}`)), masking)
-      inputs.set(m.inputs, b * seqLen)
-      targets.set(ids, b * seqLen)
-      weights.set(m.weights, b * seqLen)
-    }
-    out.push({
-      inputs: tf.tensor2d(inputs, [rows, seqLen], 'int32'),
-      targets: tf.tensor2d(targets, [rows, seqLen], 'int32'),
-      weights: tf.tensor2d(weights, [rows, seqLen], 'float32'),
-    })
-  }
-  return out
+  return fixedGroups(windows, batchSize, maxBatches).map((ws) =>
+    maskedBatch(tokens, ws, seqLen, (b) => new SeededRandom(hashSeed(0, `val mask ${ws[b]}`)), masking),
+  )
 }
