@@ -35,16 +35,27 @@ napi_value SgemmBatched(napi_env env, napi_callback_info info) {
   if (static_cast<int64_t>(lc) < batch * m * n || (batch > 0 && (static_cast<int64_t>(la) < (batch - 1) * sa + m * k ||
                                                                   static_cast<int64_t>(lb) < (batch - 1) * sb + k * n)))
     return Fail(env, "sgemmBatched: array too small for the given sizes");
-  for (int64_t i = 0; i < batch; i++) {
+  auto product = [=](int64_t i) {
     float* out = c + i * m * n;
     if (k == 0) {
       for (int64_t j = 0; j < m * n; j++) out[j] = 0.0f;
-      continue;
+      return;
     }
-    if (m == 0 || n == 0) continue;
+    if (m == 0 || n == 0) return;
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
                 static_cast<int>(n), static_cast<int>(k), 1.0f, a + i * sa, ta ? static_cast<int>(m) : static_cast<int>(k),
                 b + i * sb, tb ? static_cast<int>(k) : static_cast<int>(n), 0.0f, out, static_cast<int>(n));
+  };
+  // Many small products (attention heads): one single-threaded BLAS call per item, items spread
+  // over our threads; OpenBLAS's own threading only pays on large matrices.
+  if (batch > 1 && g_threads > 1 && m * n * k <= (int64_t{1} << 21)) {
+    openblas_set_num_threads(1);
+    ParallelFor(batch, 1, [&](int64_t b0, int64_t e0) {
+      for (int64_t i = b0; i < e0; i++) product(i);
+    });
+    openblas_set_num_threads(g_threads);
+  } else {
+    for (int64_t i = 0; i < batch; i++) product(i);
   }
   return nullptr;
 }

@@ -43,6 +43,7 @@ describe.skipIf(!available)('native backend', () => {
     { name: 'empty rows', a: [0, 4], b: [4, 3] },
     { name: 'empty inner', a: [3, 0], b: [0, 2] },
     { name: 'large', a: [65, 129], b: [129, 33] },
+    { name: 'many heads', a: [4, 16, 33, 17], b: [4, 16, 17, 29] },
   ]
   for (const c of cases)
     for (const ta of [false, true])

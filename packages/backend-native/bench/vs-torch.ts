@@ -1,0 +1,127 @@
+/**
+ * Sprout (native backend, optionally cpu) against PyTorch eager on the same GPT-2-style decoder
+ * (learned positions, pre-LN with biases, tanh-GELU 4× MLP, tied head, AdamW, random tokens),
+ * both on 2 threads, one run after the other. Prints a markdown table with the tokens/s ratio.
+ *   npx tsx packages/backend-native/bench/vs-torch.ts [--steps 5] [--cpu] [--only small|large]
+ * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/bench built.
+ */
+import { spawnSync } from 'node:child_process'
+import { parseArgs } from 'node:util'
+
+interface Shape {
+  name: string
+  layers: number
+  dModel: number
+  heads: number
+  seqLen: number
+  batch: number
+  vocab: number
+  target: number
+}
+interface Result {
+  backend: string
+  params: number
+  stepSeconds: number
+  tokensPerSecond: number
+}
+
+const SHAPES: Shape[] = [
+  { name: 'large', layers: 4, dModel: 256, heads: 4, seqLen: 128, batch: 16, vocab: 256, target: 1.0 },
+  { name: 'small', layers: 2, dModel: 128, heads: 4, seqLen: 64, batch: 8, vocab: 256, target: 0.7 },
+]
+
+const TORCH_SCRIPT = String.raw`
+import json, math, sys, time
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.set_num_threads(2)
+torch.manual_seed(0)
+L, D, H, T, B, V, S = (int(a) for a in sys.argv[1:8])
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+        self.q, self.k, self.v, self.o = (nn.Linear(D, D) for _ in range(4))
+        self.fc1, self.fc2 = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+    def forward(self, x, mask):
+        h = self.ln1(x)
+        split = lambda t: t.view(B, T, H, D // H).transpose(1, 2)
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D // H) + mask, dim=-1)
+        x = x + self.o((att @ v).transpose(1, 2).reshape(B, T, D))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate='tanh'))
+class GPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(V, D), nn.Embedding(T, D)
+        self.blocks = nn.ModuleList(Block() for _ in range(L))
+        self.lnf = nn.LayerNorm(D)
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        mask = torch.full((T, T), float('-inf')).triu(1)
+        for b in self.blocks:
+            x = b(x, mask)
+        return self.lnf(x) @ self.wte.weight.t()
+model = GPT()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+inputs, targets = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+def step():
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(inputs).view(-1, V), targets.view(-1))
+    loss.backward()
+    opt.step()
+    return loss.item()
+step()
+start = time.perf_counter()
+for _ in range(S):
+    step()
+sec = (time.perf_counter() - start) / S
+print(json.dumps({"backend": "torch", "params": sum(p.numel() for p in model.parameters()), "stepSeconds": sec, "tokensPerSecond": B * T / sec}))
+`
+
+function runTorch(s: Shape, steps: number): Result {
+  const args = [s.layers, s.dModel, s.heads, s.seqLen, s.batch, s.vocab, steps].map(String)
+  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_SCRIPT, ...args], { encoding: 'utf8' })
+  if (r.status !== 0)
+    throw new Error(
+      `PyTorch run failed (${r.error?.message ?? r.stderr.trim().split('\n').at(-1)}); install torch for /usr/bin/python3 (Debian: apt-get install python3-torch)`,
+    )
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as Result
+}
+
+async function runSprout(s: Shape, steps: number, backend: string): Promise<Result> {
+  const bench = (await import('@sprout/bench').catch(() => null)) as {
+    runThroughput?: (a: object, io: { out(l: string): void; err(l: string): void }) => Promise<Result>
+  } | null
+  if (!bench?.runThroughput)
+    throw new Error('@sprout/bench with runThroughput is not built: run `npm run build`')
+  return bench.runThroughput(
+    { ...s, steps, backend, json: true },
+    { out: () => {}, err: (l) => console.error(l) },
+  )
+}
+
+const { values } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '5' },
+    cpu: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+})
+const steps = Number(values.steps)
+const rows: string[] = []
+for (const s of SHAPES.filter((x) => !values.only || x.name === values.only)) {
+  const torch = runTorch(s, steps)
+  const native = await runSprout(s, steps, 'native')
+  const cpu = values.cpu ? await runSprout(s, Math.max(1, Math.floor(steps / 2)), 'cpu') : null
+  const ratio = native.tokensPerSecond / torch.tokensPerSecond
+  const tps = (r: Result | null) => (r ? Math.round(r.tokensPerSecond).toLocaleString('en-US') : '—')
+  rows.push(
+    `| L${s.layers} D${s.dModel} H${s.heads} T${s.seqLen} B${s.batch} V${s.vocab} | ${native.params.toLocaleString('en-US')} | ${tps(cpu)} | ${tps(native)} | ${tps(torch)} | ${ratio.toFixed(2)}× (target ≥ ${s.target.toFixed(1)}×) |`,
+  )
+  console.error(
+    `${s.name}: native ${tps(native)} tok/s, torch ${tps(torch)} tok/s, ratio ${ratio.toFixed(2)}`,
+  )
+}
+console.log('| model | params | cpu tok/s | native tok/s | PyTorch tok/s | native / PyTorch |')
+console.log('|---|---:|---:|---:|---:|---:|')
+for (const r of rows) console.log(r)
