@@ -267,6 +267,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     }
 
     while (state.step < config.steps) {
+      // Yield once per step so signal handlers (Ctrl-C) and IPC can run during a long run.
+      await new Promise((resolve) => setImmediate(resolve))
       const budget = config.budget ?? {}
       if (opts.shouldStop?.()) {
         stoppedBy = 'interrupted'
