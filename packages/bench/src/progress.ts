@@ -44,15 +44,26 @@ export function createBenchProgress(
   const overall = multi.create(totalRuns, 0, { label: 'methods'.padEnd(12), info: '' })
   const runs = new Map<string, SingleBar>()
   let finished = 0
+  // The trainer's step loop never returns to the event loop, so MultiBar's redraw timer would
+  // not fire during a run: redraw by hand, at most ten times a second.
+  let lastDraw = 0
+  const redraw = (force = false) => {
+    const now = performance.now()
+    if (!force && now - lastDraw < 100) return
+    lastDraw = now
+    multi.update()
+  }
   return {
     startRun(name, total) {
       runs.set(name, multi.create(total, 0, { label: name.slice(0, 12).padEnd(12), info: '' }))
       overall.update(finished, { info: [...runs.keys()].join(', ') })
+      redraw(true)
     },
     step(name, step, loss, valLoss) {
       runs.get(name)?.update(step, {
         info: `loss ${loss.toFixed(4)}${valLoss === null ? '' : ` val ${valLoss.toFixed(4)}`}`,
       })
+      redraw()
     },
     endRun(name) {
       const bar = runs.get(name)
@@ -62,9 +73,11 @@ export function createBenchProgress(
       }
       finished += 1
       overall.update(finished, { info: [...runs.keys()].join(', ') })
+      redraw(true)
     },
     log(line) {
       multi.log(`${line}\n`)
+      redraw(true)
     },
     stop() {
       multi.stop()
