@@ -78,4 +78,50 @@ describe('kill and resume', () => {
       expect(a.map((r) => r.valLoss)).toEqual(b.map((r) => r.valLoss))
     },
   )
+
+  it.skipIf(!built)(
+    'Ctrl-C (SIGINT) stops after the current step and writes a checkpoint there',
+    async () => {
+      const config = join(dir, 'run-int.json')
+      writeFileSync(
+        config,
+        JSON.stringify({
+          spec: {
+            family: 'decoder',
+            vocabSize: 256,
+            maxSeqLen: 8,
+            dModel: 16,
+            nLayers: 1,
+            nHeads: 2,
+            dFF: 32,
+          },
+          batchSize: 2,
+          steps: 5000,
+          evalEvery: 100,
+          evalBatches: 1,
+        }),
+      )
+      const out = join(dir, 'interrupted')
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(here, 'testing/train-driver.ts'), config, out],
+        {
+          cwd: root,
+          stdio: 'ignore',
+        },
+      )
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+      const metrics = join(out, 'metrics.jsonl')
+      for (let i = 0; i < 1000; i++) {
+        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 10) break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      child.kill('SIGINT')
+      expect(await exited).toBe(0)
+      const last = losses(out).at(-1)!.step
+      expect(last).toBeLessThan(5000)
+      const meta = JSON.parse(readFileSync(join(out, 'checkpoint', 'sprout.json'), 'utf8')).meta
+      expect(meta.trainer.step).toBe(last)
+    },
+  )
 })
