@@ -106,6 +106,7 @@ describe('compare', () => {
     for (const f of [
       'results.json',
       'report.md',
+      'machine.json',
       'loss-vs-flops.svg',
       'loss-vs-flops.png',
       'loss-vs-time.png',
@@ -144,7 +145,8 @@ describe('compare', () => {
     ).rejects.toThrow(/different suite/)
     rmSync(join(out, 'report.md'))
     await runBenchReport({ dir: out }, capture().io)
-    expect(existsSync(join(out, 'report.md'))).toBe(true)
+    const started = JSON.parse(readFileSync(join(out, 'machine.json'), 'utf8')).date
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain(`started ${started}`)
     await expect(
       runBenchCompare(
         { suite: 'smoke', methods: 'scratch,warp', out: join(dir, 'x') },

@@ -28,7 +28,7 @@ import {
 } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
 import { type BenchProgress, createBenchProgress } from './progress.js'
-import { writeReport } from './report.js'
+import { describeMachine, type Machine, writeReport } from './report.js'
 import { loadSuite, type ResolvedSuite } from './suites.js'
 import { runInWorkers, WORKER_ENV, type WorkerCommand, workerMessenger } from './workers.js'
 
@@ -426,6 +426,10 @@ function checkJobs(jobs: number | undefined): number {
 
 const runFile = (out: string, name: string) => join(out, RUNS, `${name}.json`)
 
+const MACHINE_FILE = 'machine.json'
+const readMachine = (dir: string): Machine | undefined =>
+  existsSync(join(dir, MACHINE_FILE)) ? JSON.parse(readFileSync(join(dir, MACHINE_FILE), 'utf8')) : undefined
+
 /**
  * Worker mode (a child started by --jobs): trains the one planned run named in the environment
  * against the parent's pretrained source, persists it, and reports progress over IPC.
@@ -474,6 +478,7 @@ export async function runBenchCompare(
   mkdirSync(join(out, RUNS), { recursive: true })
   mkdirSync(join(out, 'metrics'), { recursive: true })
   writeFileAtomic(join(out, 'suite.json'), JSON.stringify(suite, null, 2))
+  writeFileAtomic(join(out, MACHINE_FILE), JSON.stringify(describeMachine(), null, 2))
   for (const p of planned) {
     const reason = skipped.get(p.name)
     if (reason === undefined || existsSync(runFile(out, p.name))) continue
@@ -538,7 +543,7 @@ export async function runBenchCompare(
     .map((p) => runFile(out, p.name))
     .filter((f) => existsSync(f))
     .map((f) => JSON.parse(readFileSync(f, 'utf8')))
-  const results = await writeReport(out, suite, sourceRun!, runs)
+  const results = await writeReport(out, suite, sourceRun!, runs, readMachine(out))
   for (const line of results.table) io.out(line)
   io.out(`report: ${join(out, 'report.md')}`)
   if (args.json) io.out(JSON.stringify({ suite: suite.name, out, methods: results.methods }))
@@ -557,7 +562,13 @@ export async function runBenchReport(args: { dir: string }, io: Io): Promise<voi
   const runs: MethodRun[] = readdirSync(join(dir, RUNS))
     .filter((f) => f.endsWith('.json'))
     .map((f) => JSON.parse(readFileSync(join(dir, RUNS, f), 'utf8')))
-  const results = await writeReport(dir, suite, JSON.parse(readFileSync(sourceFile, 'utf8')), runs)
+  const results = await writeReport(
+    dir,
+    suite,
+    JSON.parse(readFileSync(sourceFile, 'utf8')),
+    runs,
+    readMachine(dir),
+  )
   for (const line of results.table) io.out(line)
   io.out(`report: ${join(dir, 'report.md')}`)
 }

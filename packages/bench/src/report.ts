@@ -33,10 +33,21 @@ export interface MethodResult {
   variantTarget?: TransformerSpec
 }
 
+/** Where a comparison ran (recorded when it starts, so a re-rendered report keeps it). */
+export interface Machine {
+  cpu: string
+  cores: number
+  ramGiB: number
+  backend: string
+  versions: Record<string, string>
+  date: string
+}
+
 export interface Results {
   suite: string
   date: string
   backend: string
+  machine: Machine
   target: number | null
   source: SourceRun
   methods: MethodResult[]
@@ -55,8 +66,25 @@ function versions(): Record<string, string> {
   return out
 }
 
+export function describeMachine(): Machine {
+  const cpu = cpus()
+  return {
+    cpu: cpu[0]?.model ?? 'unknown CPU',
+    cores: cpu.length,
+    ramGiB: Math.round(totalmem() / 2 ** 30),
+    backend: tf.getBackend(),
+    versions: versions(),
+    date: new Date().toISOString(),
+  }
+}
+
 /** Scratch's final loss is the target every method is measured against. */
-export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): Results {
+export function summarise(
+  suite: string,
+  source: SourceRun,
+  runs: MethodRun[],
+  machine: Machine = describeMachine(),
+): Results {
   const scratch = runs.find((r) => r.name === 'scratch' && r.status === 'done')
   const target = scratch?.finalValLoss ?? null
   // Scratch is measured like every method: FLOPs until it first reaches its own final loss
@@ -105,7 +133,7 @@ export function summarise(suite: string, source: SourceRun, runs: MethodRun[]): 
         : `  ${m.name.padEnd(12)} savings ${pct(m).padStart(13)}  final ${m.finalValLoss?.toFixed(4) ?? '-'}  growth ${formatFlops(m.growthFlops)}`,
     ),
   ]
-  return { suite, date: new Date().toISOString(), backend: tf.getBackend(), target, source, methods, table }
+  return { suite, date: machine.date, backend: machine.backend, machine, target, source, methods, table }
 }
 
 function markdown(suite: ResolvedSuite, r: Results): string {
@@ -124,7 +152,7 @@ function markdown(suite: ResolvedSuite, r: Results): string {
           .filter(Boolean)
           .join('; ')} |`,
   )
-  const cpu = cpus()
+  const m = r.machine
   return `# Sprout growth comparison: \`${suite.name}\`
 
 ${suite.description}
@@ -136,11 +164,9 @@ ${suite.description}
       ? '\n- **Scratch never improved on its initial loss, so no saving is defined: the target budget is too small.**'
       : ''
   }
-- Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; backend \`${r.backend}\`; ${Object.entries(
-    versions(),
-  )
+- Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB; backend \`${m.backend}\`; ${Object.entries(m.versions)
     .map(([k, v]) => `${k} ${v}`)
-    .join(', ')}; ${r.date}.
+    .join(', ')}; started ${m.date}.
 
 | method | compute saved | FLOPs to target | time to target | loss at scratch's FLOPs | final loss | growth cost | notes |
 | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -166,8 +192,9 @@ export async function writeReport(
   suite: ResolvedSuite,
   source: SourceRun,
   runs: MethodRun[],
+  machine?: Machine,
 ): Promise<Results> {
-  const results = summarise(suite.name, source, runs)
+  const results = summarise(suite.name, source, runs, machine)
   const points: CurvePoint[] = runs
     .filter((r) => r.status === 'done')
     .flatMap((r) =>
