@@ -231,29 +231,52 @@ export function checkFunctionPreserving(fixture: Fixture, g: Grown, tolerance = 
   }
 }
 
-/** Two grows with the same seed give bit-identical parameters. */
+/** Max |a − b| per parameter of two models with the same parameter names. */
+function firstDifference(a: Model, b: Model): { name: string; diff: number } | null {
+  for (const [name, t] of Object.entries(a.params)) {
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(t, b.params[name]))).dataSync()[0])
+    if (diff !== 0) return { name, diff }
+  }
+  return null
+}
+
+/**
+ * Growing again with the same seed gives bit-identical parameters. Compares with `reference`
+ * (an earlier grow of the same fixture, options and seed) when given, else grows twice.
+ */
 export async function checkDeterminism(
   op: AnyOperator,
   fixture: Fixture,
   options: unknown,
   seed: number,
   maxFitSteps?: number,
+  reference?: Grown,
 ): Promise<void> {
-  const a = await growFixture(op, fixture, options, seed, maxFitSteps)
+  const a = reference ?? (await growFixture(op, fixture, options, seed, maxFitSteps))
   try {
     const b = await growFixture(op, fixture, options, seed, maxFitSteps)
     try {
-      for (const [name, t] of Object.entries(a.result.model.params)) {
-        const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(t, b.result.model.params[name]))).dataSync()[0])
-        if (diff !== 0)
-          fail(`${fixture.id}: two grows with seed ${seed} differ in "${name}" by up to ${diff}`)
-      }
+      const d = firstDifference(a.result.model, b.result.model)
+      if (d) fail(`${fixture.id}: two grows with seed ${seed} differ in "${d.name}" by up to ${d.diff}`)
     } finally {
       disposeGrown(b)
     }
   } finally {
-    disposeGrown(a)
+    if (!reference) disposeGrown(a)
   }
+}
+
+/**
+ * Disposing a grow's source and result brings tf.memory().numTensors back to `before`, the
+ * count taken just before the grow (the checks run in between are tidy themselves).
+ */
+export function checkDisposesToBaseline(fixture: Fixture, g: Grown, before: number): void {
+  disposeGrown(g)
+  const leaked = tf.memory().numTensors - before
+  if (leaked !== 0)
+    fail(
+      `${fixture.id}: grow() leaked ${leaked} tensor(s); wrap intermediate work in tf.tidy and dispose what you create`,
+    )
 }
 
 /** Growing and disposing the result leaves tf.memory().numTensors unchanged. */
