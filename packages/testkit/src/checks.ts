@@ -51,8 +51,8 @@ export function checkMetadata(op: AnyOperator): void {
     fail(`"description" of ${op.name} is too short to tell users what the method does`)
 }
 
-/** Values tried, in order, until the schema rejects one for an option. */
-const badCandidates: unknown[] = [{ notAValidValue: true }, 'not-a-valid-value', -1, 0.5, Number.NaN]
+/** Values tried, in order, until the schema rejects one for an option: out of range first, then wrong types. */
+const badCandidates: unknown[] = [-1, 'not-a-valid-value', 0.5, { notAValidValue: true }, Number.NaN]
 
 /** The option names the schema exposes (zod object schemas), for probing. */
 export function optionNames(op: AnyOperator): string[] {

@@ -104,7 +104,8 @@ export function describeGrowthOperator(op: GrowthOperator<any>, config: Conforma
       checkMetadata(op),
     )
     test('options', 'rejects bad options with a GrowthError naming the option', () => {
-      checkOptionValidation(op, rawOptions)
+      const probed = checkOptionValidation(op, rawOptions)
+      console.info(`[conformance] ${op.name}: refused ${probed.join('; ')}`)
     })
     test('refusals', 'check() refuses shrinking and unclaimed growth with a GrowthError', () =>
       checkRefusals(op, options(), fixtures),

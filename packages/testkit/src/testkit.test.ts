@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import {
   checkDeterminism,
+  checkDisposesToBaseline,
   checkFitReducesLoss,
   checkFunctionPreserving,
   checkNoLeaks,
@@ -62,6 +63,9 @@ describe('checks catch broken operators', () => {
       },
     })
     await expect(checkNoLeaks(leaky, fixture, { scale: 1 }, 7)).rejects.toThrow(/leaked 1 tensor/)
+    const before = tf.memory().numTensors
+    const g = await growFixture(leaky, fixture, { scale: 1 }, 7)
+    expect(() => checkDisposesToBaseline(fixture, g, before)).toThrow(/leaked 1 tensor/)
   })
 
   it('accepting a shrink or an unclaimed kind of growth fails', () => {
@@ -87,7 +91,7 @@ describe('checks catch broken operators', () => {
     })
     expect(() => checkOptionValidation(loose, {})).toThrow(/notAnOption=1 was accepted/)
     expect(checkOptionValidation(zeroPadOperator, {})).toEqual([
-      'option scale={"notAValidValue":true}',
+      'option scale=-1',
       'the unknown option notAnOption=1',
     ])
   })
