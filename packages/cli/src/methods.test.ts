@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { OperatorRegistry, SproutError } from '@sprout/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { main } from './main.js'
 import { builtinRegistry, registerMethods, resolveMethod } from './methods.js'
 
 // A minimal operator as plain ESM, without imports: loading does not depend on @sprout/core being resolvable.
@@ -67,6 +68,20 @@ beforeAll(() => {
   write('not-an-operator.mjs', `export default { name: 'Not An Operator', grow: 1 }`)
   write('broken.mjs', `export default {{`)
   write('source.ts', `export default {}`)
+  // A working plugin in plain ESM: copies the model (tensor.clone() needs no import).
+  write(
+    'copy-op/index.mjs',
+    `export default {
+  ...${operatorSource('copy-op')},
+  capabilities: { width: false, depth: false, heads: false, ffn: false, moe: false, learned: false, functionPreserving: true },
+  async grow(source, target) {
+    const params = Object.fromEntries(Object.entries(source.params).map(([n, t]) => [n, t.clone()]))
+    const report = { method: 'copy-op', growthFlops: 0, steps: 0, seconds: 0, functionPreserving: true, maxAbsLogitDiff: null, details: {} }
+    return { model: { spec: target, params }, report }
+  },
+}`,
+  )
+  write('copy-op/package.json', JSON.stringify({ name: 'copy-op', type: 'module', main: 'index.mjs' }))
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -130,5 +145,57 @@ describe('resolveMethod', () => {
     await expect(registerMethods(['./named-only.mjs'], reg, new Set(), dir)).rejects.toThrow(
       /must default-export a GrowthOperator/,
     )
+  })
+
+  it('sprout grow --method <folder> grows with the loaded plugin; a bad module fails with the message, no stack', async () => {
+    const io = () => {
+      const lines: string[] = []
+      return { lines, out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) }
+    }
+    const spec = join(dir, 'spec.json')
+    writeFileSync(
+      spec,
+      JSON.stringify({
+        family: 'decoder',
+        vocabSize: 16,
+        maxSeqLen: 8,
+        dModel: 8,
+        nLayers: 1,
+        nHeads: 2,
+        dFF: 16,
+      }),
+    )
+    const init = io()
+    expect(await main(['--backend', 'cpu', 'init', '--spec', spec, '--out', join(dir, 'small')], init)).toBe(
+      0,
+    )
+    const grow = io()
+    const args = ['--from', join(dir, 'small'), '--target', spec, '--verify', '--json']
+    const code = await main(
+      ['--backend', 'cpu', 'grow', '--method', join(dir, 'copy-op'), ...args, '--out', join(dir, 'grown')],
+      grow,
+    )
+    expect(code, grow.lines.join('\n')).toBe(0)
+    expect(JSON.parse(grow.lines.at(-1)!)).toMatchObject({ method: 'copy-op', maxAbsLogitDiff: 0 })
+    const bad = io()
+    expect(
+      await main(
+        [
+          '--backend',
+          'cpu',
+          'grow',
+          '--method',
+          join(dir, 'named-only.mjs'),
+          ...args,
+          '--out',
+          join(dir, 'x'),
+        ],
+        bad,
+      ),
+    ).not.toBe(0)
+    expect(bad.lines.join('\n')).toMatch(
+      /named-only\.mjs has no default export .* must default-export a GrowthOperator/,
+    )
+    expect(bad.lines.join('\n')).not.toMatch(/\n\s+at /)
   })
 })
