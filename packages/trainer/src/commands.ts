@@ -97,8 +97,11 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
     mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
     optimizerState = ckpt.state ?? undefined
     resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
-    if (!resumeFrom)
+    if (!resumeFrom) {
+      disposeModel(model)
+      if (optimizerState) tf.dispose(Object.values(optimizerState))
       throw new SproutError('CHECKPOINT_INVALID', `${out}/${CHECKPOINT_DIR} has no trainer state`)
+    }
     if (args.steps !== undefined) config = { ...config, steps: args.steps }
     io.err(`resuming ${out} at step ${resumeFrom.step}`)
   } else {
@@ -203,7 +206,9 @@ export interface EvalArgs {
 
 /** `sprout eval --checkpoint DIR --data NAME|PATH`: validation loss and perplexity (accuracy for images). */
 export async function runEval(args: EvalArgs, io: Io): Promise<void> {
-  const { model } = loadCheckpoint(args.checkpoint)
+  const { model, state } = loadCheckpoint(args.checkpoint)
+  // Evaluation needs only the weights; optimizer moments saved by the trainer are dropped.
+  if (state) tf.dispose(Object.values(state))
   let val: ReturnType<Dataset['valBatches']> = []
   try {
     const data = await openDataset(args.data, model.spec, { batchSize: args.batchSize ?? 8, seed: 0 })

@@ -213,6 +213,12 @@ function truncateMetrics(path: string, step: number): void {
   writeFileSync(path, kept.map((l) => `${l}\n`).join(''))
 }
 
+function replaceLastMetricsRow(path: string, row: MetricsRow): void {
+  const lines = readFileSync(path, 'utf8').trimEnd().split('\n')
+  lines[lines.length - 1] = JSON.stringify(row)
+  writeFileSync(path, `${lines.join('\n')}\n`)
+}
+
 /**
  * The training loop shared by every method and the benchmark: steps until `config.steps` or a
  * budget, evaluation every `evalEvery`, JSONL metrics, checkpoints (weights, optimizer moments,
@@ -355,8 +361,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     }
     const last = history.at(-1)
     if (last && last.valLoss === null) {
-      state.lastValLoss = evaluateMasked(model, val.slice(0, config.evalBatches), opts.mask, state.step).loss
-      last.valLoss = state.lastValLoss
+      const e = evaluateMasked(model, val.slice(0, config.evalBatches), opts.mask, state.step)
+      state.lastValLoss = e.loss
+      last.valLoss = e.loss
+      if (e.accuracy !== null) last.valAccuracy = e.accuracy
+      // The run stopped early (budget, Ctrl-C): metrics.jsonl's last row gets the final evaluation too.
+      if (metricsPath) replaceLastMetricsRow(metricsPath, last)
     }
     await checkpoint()
     progress.stop(stoppedBy)

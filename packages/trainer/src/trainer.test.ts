@@ -151,7 +151,7 @@ describe('train', () => {
   it('accumulating 4 micro-batches of B equals one batch of 4B', async () => {
     const acc = await run({ ...base, steps: 3, accumulate: 4 }, 2)
     const big = await run({ ...base, steps: 3 }, 8)
-    acc.history.forEach((r, i) => expect(r.loss).toBeCloseTo(big.history[i].loss, 5))
+    for (const [i, r] of acc.history.entries()) expect(r.loss).toBeCloseTo(big.history[i].loss, 5)
     for (const [name, t] of Object.entries(acc.model.params)) {
       const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(t, big.model.params[name]))).dataSync()[0])
       expect(diff, name).toBeLessThan(1e-5)

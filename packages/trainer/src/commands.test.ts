@@ -1,0 +1,206 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Io, runEval, runTrain } from './commands.js'
+
+// The handlers behind `sprout train` / `sprout eval`, called directly (no commander).
+
+const dir = mkdtempSync(join(tmpdir(), 'sprout-commands-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const tiny = {
+  family: 'decoder',
+  vocabSize: 256,
+  maxSeqLen: 8,
+  dModel: 16,
+  nLayers: 1,
+  nHeads: 2,
+  dFF: 32,
+}
+const runConfig = {
+  spec: tiny,
+  data: 'moby-dick',
+  batchSize: 2,
+  steps: 4,
+  evalEvery: 2,
+  evalBatches: 2,
+  optimizer: { kind: 'adamw', lr: 0.003 },
+  schedule: { kind: 'constant' },
+}
+
+function writeConfig(name: string, config: unknown): string {
+  const path = join(dir, name)
+  writeFileSync(path, JSON.stringify(config))
+  return path
+}
+
+function capture(): Io & { lines: string[]; errs: string[] } {
+  const lines: string[] = []
+  const errs: string[] = []
+  return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l) }
+}
+
+const metrics = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number; loss: number; valLoss: number | null })
+
+let before = 0
+beforeAll(() => {
+  before = tf.memory().numTensors
+})
+
+describe('runTrain / runEval', () => {
+  const out = join(dir, 'run')
+
+  it('trains from a config and ends stdout with the JSON summary', async () => {
+    const io = capture()
+    await runTrain({ config: writeConfig('run.json', runConfig), out, json: true, progress: false }, io)
+    const summary = JSON.parse(io.lines.at(-1)!)
+    expect(Object.keys(summary).sort()).toEqual([
+      'flops',
+      'seconds',
+      'step',
+      'tokens',
+      'trainLoss',
+      'valLoss',
+    ])
+    const rows = metrics(out)
+    expect(rows.map((r) => r.step)).toEqual([1, 2, 3, 4])
+    expect(summary.step).toBe(4)
+    expect(summary.tokens).toBe(4 * 2 * 8)
+    expect(summary.trainLoss).toBe(rows[3].loss)
+    expect(summary.valLoss).toBe(rows[3].valLoss)
+    expect(summary.flops).toBeGreaterThan(0)
+    expect(existsSync(join(out, 'checkpoint', 'sprout.json'))).toBe(true)
+  })
+
+  it('a run stopped by its FLOP budget evaluates its last step, in metrics.jsonl too', async () => {
+    const o = join(dir, 'budget')
+    const first = capture()
+    await runTrain(
+      {
+        config: writeConfig('budget-probe.json', { ...runConfig, steps: 1 }),
+        out: join(dir, 'probe'),
+        json: true,
+        progress: false,
+      },
+      first,
+    )
+    const flops = JSON.parse(first.lines.at(-1)!).flops
+    const io = capture()
+    await runTrain(
+      {
+        config: writeConfig('budget.json', { ...runConfig, steps: 50, budget: { flops: 2.5 * flops } }),
+        out: o,
+        json: true,
+        progress: false,
+      },
+      io,
+    )
+    expect(io.lines[0]).toMatch(/stopped: flops/)
+    const rows = metrics(o)
+    expect(rows.map((r) => r.step)).toEqual([1, 2, 3])
+    expect(rows[2].valLoss).not.toBeNull()
+    expect(JSON.parse(io.lines.at(-1)!).valLoss).toBe(rows[2].valLoss)
+  })
+
+  it('eval on the same fixed validation batches reproduces the final validation loss', async () => {
+    const io = capture()
+    await runEval(
+      { checkpoint: join(out, 'checkpoint'), data: 'moby-dick', json: true, batches: 2, batchSize: 2 },
+      io,
+    )
+    const r = JSON.parse(io.lines.at(-1)!)
+    expect(Object.keys(r).sort()).toEqual(['perplexity', 'valLoss'])
+    expect(r.valLoss).toBeCloseTo(metrics(out)[3].valLoss!, 6)
+    expect(r.perplexity).toBeCloseTo(Math.exp(r.valLoss), 6)
+  })
+
+  it('resume extends a finished run with --steps and keeps the earlier rows', async () => {
+    const first = metrics(out)
+    const io = capture()
+    await runTrain({ resume: out, steps: 6, json: true, progress: false }, io)
+    expect(io.errs[0]).toMatch(/resuming .* at step 4/)
+    const rows = metrics(out)
+    expect(rows.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(rows.slice(0, 4)).toEqual(first)
+    expect(JSON.parse(io.lines.at(-1)!).step).toBe(6)
+  })
+
+  it('flags override the config and are recorded in run.json', async () => {
+    const o = join(dir, 'override')
+    await runTrain(
+      {
+        config: writeConfig('run2.json', runConfig),
+        out: o,
+        steps: 2,
+        seed: 7,
+        checkpointEvery: 1,
+        progress: false,
+      },
+      capture(),
+    )
+    const saved = JSON.parse(readFileSync(join(o, 'run.json'), 'utf8')).config
+    expect([saved.steps, saved.seed, saved.checkpointEvery]).toEqual([2, 7, 1])
+    expect(metrics(o)).toHaveLength(2)
+  })
+
+  it('refuses to overwrite a run and names the way to continue it', async () => {
+    await expect(
+      runTrain({ config: writeConfig('again.json', runConfig), out, progress: false }, capture()),
+    ).rejects.toThrow(/already holds a training run; continue it with `sprout train --resume/)
+  })
+
+  it('names the bad config field and leaves nothing on disk', async () => {
+    const cases: [unknown, RegExp][] = [
+      [{ ...runConfig, optimizer: { kind: 'adamw', lr: -1 } }, /optimizer\.lr/],
+      [{ ...runConfig, batchSize: 2.5 }, /batchSize/],
+      [{ ...runConfig, lerningRate: 0.1 }, /lerningRate/],
+      [{ ...runConfig, schedule: { kind: 'exponential' } }, /schedule\.kind/],
+      [{ ...runConfig, spec: undefined }, /exactly one of "spec" .* or "from"/],
+    ]
+    for (const [i, [config, message]] of cases.entries()) {
+      const o = join(dir, `bad-${i}`)
+      await expect(
+        runTrain({ config: writeConfig(`bad-${i}.json`, config), out: o }, capture()),
+      ).rejects.toThrow(message)
+      expect(existsSync(o)).toBe(false)
+    }
+  })
+
+  it('a missing data path or spec is a clear error and writes nothing', async () => {
+    const o = join(dir, 'nodata')
+    await expect(
+      runTrain({ config: writeConfig('nodata.json', { ...runConfig, data: 'moby' }), out: o }, capture()),
+    ).rejects.toThrow(/moby/)
+    expect(existsSync(o)).toBe(false)
+    await expect(
+      runTrain(
+        { config: writeConfig('nospec.json', { ...runConfig, spec: 'nope.json' }), out: o },
+        capture(),
+      ),
+    ).rejects.toThrow(/spec file .*nope\.json does not exist/)
+    expect(existsSync(o)).toBe(false)
+    expect(readdirSync(dir).filter((n) => !n.endsWith('.json'))).toEqual([
+      'budget',
+      'override',
+      'probe',
+      'run',
+    ])
+  })
+
+  it('resume and eval refuse directories that are not runs or checkpoints', async () => {
+    await expect(runTrain({ resume: join(dir, 'nowhere') }, capture())).rejects.toThrow(/not a training run/)
+    await expect(runEval({ checkpoint: join(dir, 'nowhere'), data: 'moby-dick' }, capture())).rejects.toThrow(
+      /nowhere/,
+    )
+  })
+
+  it('leaves no tensors behind', () => {
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
