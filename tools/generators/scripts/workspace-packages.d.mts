@@ -1,0 +1,6 @@
+export declare const root: string
+export interface WorkspacePackage {
+  dir: string
+  pkg: { name: string; private?: boolean; exports?: unknown; [field: string]: unknown }
+}
+export declare function publishablePackages(): WorkspacePackage[]
