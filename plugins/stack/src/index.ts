@@ -6,21 +6,20 @@ import {
   moeLayerMismatch,
   type Params,
   specDifference,
-  specSummary,
   type TransformerSpec,
   validateParams,
   z,
 } from '@sprout/core'
-import * as tf from '@tensorflow/tfjs'
 
 export const stackOptions = z.strictObject({
   /**
-   * stack: copy the whole model on top of itself (StackBERT for 2×, G_stack for g×);
+   * stack: copy the whole model on top of itself g = L₂/L₁ times (any whole g);
+   * stackbert: the same, exactly 2× (StackBERT); gstack: the same, exactly `factor`× (default 4, G_stack);
    * interleave: repeat each layer in place (0,0,1,1,…); masked: stack, with the new copies
    * faded in through a mask ramping 0 → 1 (MSG), so the model starts as the source.
    */
-  mode: z.enum(['stack', 'interleave', 'masked']).default('stack'),
-  /** Growth factor g = target layers / source layers; checked against the target when given. */
+  mode: z.enum(['stack', 'stackbert', 'gstack', 'interleave', 'masked']).default('stack'),
+  /** Growth factor g = target layers / source layers; checked against the target when given (gstack: default 4). */
   factor: z.number().int().min(2).optional(),
   /** masked mode: training steps over which the mask ramps from 0 to 1. */
   maskRampSteps: z.number().int().positive().default(200),
@@ -33,6 +32,13 @@ export function layerOrder(sourceLayers: number, targetLayers: number, mode: Sta
   return Array.from({ length: targetLayers }, (_, i) =>
     mode === 'interleave' ? Math.floor(i / g) : i % sourceLayers,
   )
+}
+
+/** The growth factor a mode requires, or undefined when any whole factor is accepted. */
+export function requiredFactor(options: Pick<StackOptions, 'mode' | 'factor'>): number | undefined {
+  if (options.mode === 'stackbert') return 2
+  if (options.mode === 'gstack') return options.factor ?? 4
+  return options.factor
 }
 
 /** Target layers whose copy is new structure (masked mode fades these in). */
@@ -49,6 +55,9 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
     throw new RangeError('gstackGrowthTokens: targetParams must be > 0 and computeFlops > 10')
   return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
 }
+
+/** Alias of {@link gstackGrowthTokens} under the name the issue uses. */
+export const gstackGrowthTiming = gstackGrowthTokens
 
 const SHAPE_FIELDS = [
   'family',
@@ -82,9 +91,17 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
     throw new GrowthError(
       `stack copies the whole model: target nLayers ${L2} must be a multiple (≥ 2×) of the source's ${L1}, e.g. ${2 * L1} or ${4 * L1}`,
     )
-  if (options.factor !== undefined && options.factor !== L2 / L1)
+  if (options.mode === 'stackbert' && options.factor !== undefined && options.factor !== 2)
     throw new GrowthError(
-      `option factor ${options.factor} does not match the target: ${L1} → ${L2} layers is a factor of ${L2 / L1}`,
+      `mode "stackbert" always doubles depth; drop option factor ${options.factor} or use mode "gstack"`,
+      'GROWTH_OPTIONS',
+    )
+  const g = requiredFactor(options)
+  if (g !== undefined && g !== L2 / L1)
+    throw new GrowthError(
+      options.factor === undefined
+        ? `mode "${options.mode}" grows depth ${g}× (${L1} → ${g * L1} layers), but the target has ${L2}; set the target's nLayers to ${g * L1}, ${options.mode === 'gstack' ? `pass --option factor=${L2 / L1}, ` : ''}or use mode "stack" for any whole factor`
+        : `option factor ${options.factor} does not match the target: ${L1} → ${L2} layers is a factor of ${L2 / L1}`,
       'GROWTH_OPTIONS',
     )
   if (options.mode === 'masked' && source.normPlacement === 'post')

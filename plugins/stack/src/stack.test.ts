@@ -14,8 +14,10 @@ import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import stack, {
   checkStack,
+  gstackGrowthTiming,
   gstackGrowthTokens,
   layerOrder,
+  requiredFactor,
   type StackOptions,
   stackOptions,
 } from './index.js'
@@ -76,7 +78,70 @@ describe('layer order', () => {
     expect(Math.log10(d)).toBeCloseTo(0.88 * Math.log10(N) + 163.27 / Math.log10(C) - 5.74, 10)
     expect(d).toBeGreaterThan(1e10) // tens of billions of tokens for a 7B model
     expect(d).toBeLessThan(5e10)
+    expect(gstackGrowthTiming(N, C)).toBe(d)
+    expect(() => gstackGrowthTokens(0, C)).toThrow(/targetParams must be > 0/)
   })
+
+  it('each mode requires its growth factor', () => {
+    expect(requiredFactor(opts({ mode: 'stackbert' }))).toBe(2)
+    expect(requiredFactor(opts({ mode: 'gstack' }))).toBe(4)
+    expect(requiredFactor(opts({ mode: 'gstack', factor: 3 }))).toBe(3)
+    expect(requiredFactor(opts({ mode: 'stack' }))).toBeUndefined()
+    expect(requiredFactor(opts({ mode: 'interleave', factor: 2 }))).toBe(2)
+  })
+})
+
+/** Perturbs every parameter so zero-initialised biases and unit norms cannot hide a wrong copy. */
+function randomised(spec: TransformerSpec, seed: number): Model {
+  const m = initModel(spec, seed)
+  const r = new SeededRandom(seed + 99)
+  for (const [n, t] of Object.entries(m.params)) {
+    m.params[n] = tf.tidy(() => tf.add(t, tf.tensor(r.normals(t.size, 0.1), t.shape)))
+    t.dispose()
+  }
+  return m
+}
+
+describe('masked stacking is lossless at mask 0 across a matrix of random pre-norm specs', () => {
+  const r = new SeededRandom(77)
+  const kinds = ['decoder', 'encoder', 'vit'] as const
+  for (let i = 0; i < 12; i++) {
+    const family = kinds[i % 3]
+    const norm = r.uniform() < 0.5 ? 'layernorm' : 'rmsnorm'
+    const activation = (['gelu', 'swiglu', 'relu', 'gelu_tanh'] as const)[r.int(4)]
+    const bias = r.uniform() < 0.5
+    const tieEmbeddings = family !== 'vit' && r.uniform() < 0.5
+    const rotary = family === 'decoder' && r.uniform() < 0.5
+    const g = 2 + r.int(2)
+    const raw = {
+      ...families[family],
+      norm,
+      activation,
+      bias,
+      dModel: 12,
+      nHeads: 3,
+      dFF: 20 + r.int(5),
+      ...(family === 'vit' ? {} : { tieEmbeddings }),
+      ...(family === 'encoder' ? { mlmHead: tieEmbeddings } : {}),
+      ...(rotary ? { positional: 'rotary' } : {}),
+    }
+    it(`${family} ${norm} ${activation} bias=${bias} tied=${tieEmbeddings} mlm=${family === 'encoder' && tieEmbeddings} rotary=${rotary} ×${g}`, async () => {
+      const before = tf.memory().numTensors
+      const src = parseSpec(raw)
+      const source = randomised(src, 10 + i)
+      const target = parseSpec({ ...raw, nLayers: 2 * g })
+      const masked = await stack.grow(source, target, ctx(), opts({ mode: 'masked', maskRampSteps: 4 }))
+      const plain = await stack.grow(source, target, ctx(), opts({ mode: 'gstack', factor: g }))
+      const atZero = applyMask(masked.model, masked.mask, 0)
+      expect(maxAbsLogitDiff(source, atZero)).toBeLessThan(1e-4)
+      // Plain stacking changes the function: the mask is doing the work, not a degenerate model.
+      expect(maxAbsLogitDiff(source, plain.model)).toBeGreaterThan(1e-3)
+      expect(maxAbsLogitDiff(plain.model, applyMask(masked.model, masked.mask, 4))).toBe(0)
+      for (const n of masked.mask!.params) atZero.params[n].dispose()
+      for (const m of [source, masked.model, plain.model]) disposeModel(m)
+      expect(tf.memory().numTensors).toBe(before)
+    })
+  }
 })
 
 describe('stack', () => {
@@ -156,6 +221,16 @@ describe('stack', () => {
     const post = parseSpec({ ...families.decoder, normPlacement: 'post' })
     expect(() => checkStack(post, parseSpec({ ...post, nLayers: 4 }), opts({ mode: 'masked' }))).toThrow(
       /needs pre-norm/,
+    )
+    expect(() => checkStack(src, t({ nLayers: 6 }), opts({ mode: 'stackbert' }))).toThrow(
+      /mode "stackbert" grows depth 2× \(2 → 4 layers\), but the target has 6; set the target's nLayers to 4, or use mode "stack"/,
+    )
+    expect(() => checkStack(src, t({}), opts({ mode: 'gstack' }))).toThrow(
+      /mode "gstack" grows depth 4× \(2 → 8 layers\), but the target has 4; .*pass --option factor=2/,
+    )
+    expect(() => checkStack(src, t({ nLayers: 8 }), opts({ mode: 'gstack' }))).not.toThrow()
+    expect(() => checkStack(src, t({}), opts({ mode: 'stackbert', factor: 4 }))).toThrow(
+      /always doubles depth/,
     )
     expect(() => stackOptions.parse({ mode: 'zigzag' })).toThrow()
   })
