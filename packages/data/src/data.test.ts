@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -6,7 +6,7 @@ import { parseSpec, SeededRandom } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { openDataset, unigramEntropy } from './dataset.js'
-import { loadIdxPair, loadMnist, parseIdx } from './images.js'
+import { FASHION_MNIST_DIR, loadFashionMnist, loadIdxPair, loadMnist, parseIdx } from './images.js'
 import { loadText } from './text.js'
 import { CausalBatches, maskSequence, splitTokens } from './textBatches.js'
 import { byteTokenizer, charTokenizer, gpt2Tokenizer } from './tokenizers.js'
@@ -211,4 +211,28 @@ describe('images', () => {
     )
     expect(() => parseIdx(images.subarray(0, 20), 'cut', 3)).toThrow(/truncated/)
   })
+
+  it("reads Fashion-MNIST from Debian's file layout and says how to install it when absent", () => {
+    const fake = join(dir, 'fashion')
+    mkdirSync(fake)
+    expect(() => loadFashionMnist(fake)).toThrow(/apt-get install dataset-fashion-mnist/)
+    const images = new Uint8Array([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 51])
+    const labels = new Uint8Array([0, 0, 8, 1, 0, 0, 0, 1, 9])
+    writeFileSync(join(fake, 't10k-images-idx3-ubyte.gz'), gzipSync(images))
+    writeFileSync(join(fake, 't10k-labels-idx1-ubyte.gz'), gzipSync(labels))
+    const set = loadFashionMnist(fake)
+    expect([set.count, set.labels[0], set.name]).toEqual([1, 9, 'fashion-mnist'])
+    expect(set.images[0]).toBeCloseTo(0.2)
+  })
+
+  it.skipIf(!existsSync(FASHION_MNIST_DIR))(
+    'loads the installed Fashion-MNIST test set (1000 per class)',
+    () => {
+      const set = loadFashionMnist()
+      const perClass = new Array(10).fill(0)
+      for (const l of set.labels) perClass[l]++
+      expect(set.count).toBe(10000)
+      expect(perClass).toEqual(new Array(10).fill(1000))
+    },
+  )
 })

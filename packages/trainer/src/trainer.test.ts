@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { disposeModel, initModel, loadCheckpoint, parseSpec } from '@sprout/core'
+import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec } from '@sprout/core'
 import { type Dataset, openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -226,6 +226,44 @@ describe('train', () => {
     tf.dispose(val.flatMap((b) => Object.values(b)))
     tf.dispose(Object.values(ckpt.state!))
     for (const m of [full.model, rest.model, ckpt.model]) disposeModel(m)
+  })
+})
+
+describe('mixed losses', () => {
+  it('adds the MoE auxiliary losses from computeLoss into the training loss', async () => {
+    const moe = parseSpec({
+      family: 'decoder',
+      vocabSize: 256,
+      maxSeqLen: 8,
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      dFF: 32,
+      moe: { experts: 4, topK: 2, layers: [0], auxLossWeight: 0.5, zLossWeight: 0.1 },
+    })
+    const open = () => openDataset('moby-dick', moe, { batchSize: 2, seqLen: 8, seed: 1 })
+    const model = initModel(moe, 3)
+    // The first step's loss is the initial model's loss on the stream's first batch.
+    const first = (await open()).train.next()
+    const [total, ce] = tf.tidy(() => {
+      const out = computeLoss(model, first, { training: true })
+      return [out.loss.dataSync()[0], out.ce.dataSync()[0]]
+    })
+    tf.dispose(Object.values(first))
+    const d = await open()
+    const val = d.valBatches(1)
+    const r = await train({
+      model,
+      train: d.train,
+      val,
+      config: { ...base, steps: 1, evalBatches: 1 },
+      progress: false,
+    })
+    expect(total - ce).toBeGreaterThan(1e-3)
+    expect(r.history[0].loss).toBeCloseTo(total, 5)
+    tf.dispose(val.flatMap((b) => Object.values(b)))
+    disposeModel(r.model)
+    disposeModel(model)
   })
 })
 
