@@ -151,10 +151,20 @@ describe('checks catch broken operators', () => {
     expect(specDifferences(a, { ...a, moe: { ...a.moe!, topK: 1 } })).toEqual(['moe'])
   })
 
-  it('exclusions without a reason are refused', () => {
+  it('exclusions without a reason, or matching nothing, are refused', () => {
     expect(() => describeGrowthOperator(zeroPadOperator, { exclude: { leaks: '' } })).toThrow(
       /needs a written reason/,
     )
+    expect(() =>
+      describeGrowthOperator(zeroPadOperator, {
+        exclude: { 'vit/widht': 'a typo must not silently skip nothing' },
+      }),
+    ).toThrow(/"vit\/widht" matches no check or fixture/)
+    expect(() =>
+      describeGrowthOperator(zeroPadOperator, {
+        exclude: { 'leaks:decoder/width': 'zero-pad does not claim width growth' },
+      }),
+    ).toThrow(/matches no check or fixture/)
   })
 })
 
