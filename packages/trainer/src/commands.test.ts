@@ -1,9 +1,11 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec } from '@sprout/core'
+import { openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Io, runEval, runTrain } from './commands.js'
+import { growthData, type Io, runEval, runTrain } from './commands.js'
 
 // The handlers behind `sprout train` / `sprout eval`, called directly (no commander).
 
@@ -149,6 +151,47 @@ describe('runTrain / runEval', () => {
     expect(metrics(o)).toHaveLength(2)
   })
 
+  it('continues from a checkpoint ("from"): the first step starts from its weights', async () => {
+    const ckpt = loadCheckpoint(join(out, 'checkpoint'))
+    if (ckpt.state) tf.dispose(Object.values(ckpt.state))
+    const d = await openDataset('moby-dick', ckpt.model.spec, { batchSize: 2, seed: 1 })
+    const batch = d.train.next()
+    const expected = tf.tidy(() => computeLoss(ckpt.model, batch, { training: true }).loss.dataSync()[0])
+    tf.dispose(Object.values(batch))
+    disposeModel(ckpt.model)
+    const o = join(dir, 'from')
+    const from = { ...runConfig, spec: undefined, from: join(out, 'checkpoint'), steps: 1 }
+    await runTrain({ config: writeConfig('from.json', from), out: o, progress: false }, capture())
+    expect(metrics(o)[0].loss).toBeCloseTo(expected, 5)
+  })
+
+  it('growthData gives a GrowthContext real batches and a fit that counts FLOPs per step', async () => {
+    const spec = parseSpec(tiny)
+    const g = await growthData('moby-dick', spec, { seed: 1, batchSize: 2 })
+    expect([g.batches.batchSize, g.batches.seqLen]).toEqual([2, 8])
+    const b = g.batches.next()
+    expect(b.inputs.shape).toEqual([2, 8])
+    tf.dispose(Object.values(b))
+    const model = initModel(spec, 1)
+    const scale = tf.tidy(() => tf.variable(tf.scalar(0.5), true, 'growth-data-scale'))
+    const r = await g.fit!({
+      trainables: { scale },
+      loss: (batch) =>
+        tf.tidy(() => {
+          const scaled = { ...model.params, 'norm.weight': tf.mul(model.params['norm.weight'], scale) }
+          return computeLoss({ spec, params: scaled }, batch, { training: true }).loss
+        }),
+      steps: 3,
+      learningRate: 0.05,
+      flopsPerStep: 1000,
+    })
+    expect(r.flops).toBe(3000)
+    expect(r.losses).toHaveLength(3)
+    expect(scale.dataSync()[0]).not.toBeCloseTo(0.5, 3)
+    scale.dispose()
+    disposeModel(model)
+  })
+
   it('refuses to overwrite a run and names the way to continue it', async () => {
     await expect(
       runTrain({ config: writeConfig('again.json', runConfig), out, progress: false }, capture()),
@@ -187,6 +230,7 @@ describe('runTrain / runEval', () => {
     expect(existsSync(o)).toBe(false)
     expect(readdirSync(dir).filter((n) => !n.endsWith('.json'))).toEqual([
       'budget',
+      'from',
       'override',
       'probe',
       'run',
