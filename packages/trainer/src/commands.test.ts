@@ -174,7 +174,7 @@ describe('runTrain / runEval', () => {
     tf.dispose(Object.values(b))
     const model = initModel(spec, 1)
     const scale = tf.tidy(() => tf.variable(tf.scalar(0.5), true, 'growth-data-scale'))
-    const r = await g.fit!({
+    const r = await g.fit({
       trainables: { scale },
       loss: (batch) =>
         tf.tidy(() => {

@@ -239,7 +239,11 @@ export async function growthData(
   source: string,
   target: TransformerSpec,
   opts: { batchSize?: number; seqLen?: number; seed: number; progress?: GrowthContext['progress'] },
-): Promise<Pick<GrowthContext, 'batches' | 'fit'> & { describe: string }> {
+): Promise<{
+  batches: NonNullable<GrowthContext['batches']>
+  fit: NonNullable<GrowthContext['fit']>
+  describe: string
+}> {
   const data = await openDataset(source, target, {
     batchSize: opts.batchSize ?? 8,
     seqLen: opts.seqLen,
