@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { parseSpec, SeededRandom } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDataset, unigramEntropy } from './dataset.js'
 import { FASHION_MNIST_DIR, loadFashionMnist, loadIdxPair, loadMnist, parseIdx } from './images.js'
 import { loadText } from './text.js'
@@ -13,6 +13,10 @@ import { byteTokenizer, charTokenizer, gpt2Tokenizer } from './tokenizers.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-data-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
+let tensorsBefore = 0
+beforeAll(() => {
+  tensorsBefore = tf.memory().numTensors
+})
 const decoder = parseSpec({
   family: 'decoder',
   vocabSize: 256,
@@ -235,4 +239,10 @@ describe('images', () => {
       expect(perClass).toEqual(new Array(10).fill(1000))
     },
   )
+})
+
+describe('memory', () => {
+  it('leaves no tensors behind', () => {
+    expect(tf.memory().numTensors).toBe(tensorsBefore)
+  })
 })
