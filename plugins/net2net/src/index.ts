@@ -119,41 +119,52 @@ function expandHeads(heads: Int32Array, headDim: number): Int32Array {
 }
 
 /**
- * Widens one parameter: every grown axis is gathered through its unit map; the input axis of a
- * weight is divided by the replica counts, so duplicated units' contributions sum to the original.
- * With `upper` (AKI), new units are read from the layer above instead.
+ * Widens one parameter (rank 1 or 2) in a single pass over typed arrays: every grown axis is
+ * read through its unit map, and the input axis of a weight is divided by the replica counts so
+ * duplicated units' contributions sum to the original. With `upper` (AKI), entries on a new unit
+ * of an `akiRoles` axis are read from the layer above instead.
  */
 function widen(
   t: tf.Tensor,
   info: ParamInfo,
   maps: Partial<Record<string, AxisMap>>,
-  upper?: tf.Tensor,
+  upper?: { tensor: tf.Tensor; roles: readonly string[] },
 ): tf.Tensor {
-  return tf.tidy(() => {
-    let own = t
-    let up = upper
-    info.axes.forEach((role, axis) => {
-      const m = maps[role]
-      if (!m) return
-      const idx = tf.tensor1d(m.idx, 'int32')
-      const scale = (x: tf.Tensor) => {
-        if (!(info.kind === 'weight' && axis === 0)) return x
-        const shape = x.shape.map((_, a) => (a === axis ? m.idx.length : 1))
-        return tf.div(x, tf.tensor(m.counts, shape))
-      }
-      own = scale(tf.gather(own, idx, axis))
-      if (up) {
-        const upG = scale(tf.gather(up, idx, axis))
-        const isNew = Float32Array.from(m.idx, (_, j) => (j >= m.n1 ? 1 : 0))
-        const shape = own.shape.map((_, a) => (a === axis ? m.idx.length : 1))
-        const mask = tf.tensor(isNew, shape)
-        own = tf.add(tf.mul(upG, mask), tf.mul(own, tf.sub(1, mask)))
-        up = upG
-      }
-    })
-    return own === t ? t.clone() : own
-  })
+  if (info.axes.every((role) => !maps[role])) return t.clone()
+  const shape = t.shape.length === 1 ? [1, t.shape[0]] : t.shape
+  if (shape.length !== 2) throw new GrowthError(`net2net: unexpected rank ${t.shape.length} for ${info.name}`)
+  const axes = t.shape.length === 1 ? [undefined, info.axes[0]] : info.axes
+  const axis = (a: number) => {
+    const m = axes[a] ? maps[axes[a]!] : undefined
+    const idx = m ? m.idx : Int32Array.from({ length: shape[a] }, (_, i) => i)
+    const isNew =
+      upper && m && upper.roles.includes(axes[a]!)
+        ? Uint8Array.from(idx, (_, j) => (j >= m.n1 ? 1 : 0))
+        : new Uint8Array(idx.length)
+    const divide = m && info.kind === 'weight' && a === 0 && t.shape.length === 2
+    return { idx, isNew, counts: divide ? m.counts : null }
+  }
+  const rows = axis(0)
+  const cols = axis(1)
+  const own = t.dataSync() as Float32Array
+  const up = upper ? (upper.tensor.dataSync() as Float32Array) : own
+  const C1 = shape[1]
+  const R2 = rows.idx.length
+  const C2 = cols.idx.length
+  const out = new Float32Array(R2 * C2)
+  for (let i = 0; i < R2; i++) {
+    const base = rows.idx[i] * C1
+    const inv = rows.counts ? 1 / rows.counts[i] : 1
+    for (let j = 0; j < C2; j++) {
+      const from = rows.isNew[i] || cols.isNew[j] ? up : own
+      out[i * C2 + j] = from[base + cols.idx[j]] * inv
+    }
+  }
+  return tf.tensor(out, t.shape.length === 1 ? [C2] : [R2, C2], t.dtype)
 }
+
+/** Only heads and FFN units get AKI's "from the layer above": residual channels are shared by all layers. */
+const AKI_ROLES = ['attn', 'ffn'] as const
 
 /** The tensor that feeds a tied output projection; scaled by 1/k so the tied logits stay exact. */
 function tiedHeadInput(spec: TransformerSpec): string | null {
@@ -198,8 +209,6 @@ const net2net = defineOperator({
       attn: { idx: attnIdx, counts: replicaCounts(attnIdx, attnWidth(s)), n1: attnWidth(s) },
       ffn: { idx: ffn, counts: replicaCounts(ffn, s.dFF), n1: s.dFF },
     }
-    // Only the heads and FFN units get AKI's "from the layer above": residual channels are shared by all layers.
-    const akiMaps = { attn: maps.attn, ffn: maps.ffn }
     // Widen the source-shaped model first (same depth), then deepen.
     const wideSpec: TransformerSpec = { ...target, nLayers: s.nLayers }
     const wide: Params = {}
@@ -208,16 +217,17 @@ const net2net = defineOperator({
       const l = layerOf(info.name)
       const usesAki =
         options.init === 'aki' && l !== null && info.axes.some((r) => r === 'attn' || r === 'ffn')
-      let w: tf.Tensor
-      if (usesAki) {
-        const upperName = info.name.replace(/^layers\.\d+\./, `layers.${Math.min(l! + 1, s.nLayers - 1)}.`)
-        const base = widen(t, info, { residual: maps.residual })
-        const upperBase = widen(source.params[upperName], info, { residual: maps.residual })
-        w = widen(base, { ...info, axes: info.axes }, akiMaps, upperBase)
-        tf.dispose([base, upperBase])
-      } else {
-        w = widen(t, info, maps)
-      }
+      // A MoE layer above a dense one (or the reverse) has no matching tensor: use the layer's own.
+      const upperName = info.name.replace(
+        /^layers\.\d+\./,
+        `layers.${Math.min((l ?? 0) + 1, s.nLayers - 1)}.`,
+      )
+      const w = widen(
+        t,
+        info,
+        maps,
+        usesAki ? { tensor: source.params[upperName] ?? t, roles: AKI_ROLES } : undefined,
+      )
       wide[info.name] = w
     }
     ctx.progress({ stage: 'net2net: widen', step: 1, total: 2 })
@@ -263,6 +273,18 @@ const net2net = defineOperator({
           headMap: Array.from(heads),
           zeroedForIdentity: zeroed.length,
           wideSpec: { dModel: wideSpec.dModel, nHeads: wideSpec.nHeads, dFF: wideSpec.dFF },
+          note: preserving
+            ? 'FPI: every new unit copies one of its layer, and the weights reading the copies are divided by the replica count; new layers have zero output projections'
+            : [
+                options.init === 'aki'
+                  ? 'AKI: new heads/FFN units copy the layer above, so the outputs of the widened layers change (not function preserving)'
+                  : null,
+                options.depth === 'stack' && target.nLayers > L1
+                  ? 'depth=stack: the new layers are full copies, which add to the residual stream (not function preserving)'
+                  : null,
+              ]
+                .filter(Boolean)
+                .join('; '),
         },
       },
     }

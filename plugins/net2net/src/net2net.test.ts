@@ -39,6 +39,16 @@ function randomised(spec: TransformerSpec, seed: number) {
   return m
 }
 
+/** Columns of a [D·k, F] weight, reading the first D rows and undoing FPI's 1/k on them. */
+function columns(w: tf.Tensor, d: number, k: number): number[][] {
+  const rows = w.arraySync() as number[][]
+  return Array.from({ length: w.shape[1]! }, (_, j) => rows.slice(0, d).map((row) => row[j] * k))
+}
+
+function nearestColumn(col: number[], candidates: number[][]): number {
+  return Math.min(...candidates.map((c) => Math.max(...c.map((v, i) => Math.abs(v - col[i])))))
+}
+
 describe('unit maps', () => {
   it('keeps the first n units, copies new ones, counts replicas', () => {
     const idx = unitMap(3, 5, 'cyclic', new SeededRandom(1))
@@ -52,17 +62,25 @@ describe('unit maps', () => {
 
 describe('net2net FPI is lossless across a matrix of specs', () => {
   const r = new SeededRandom(2024)
-  const cases: { name: string; src: Record<string, unknown>; tgt: Record<string, unknown> }[] = []
+  const cases: {
+    name: string
+    src: Record<string, unknown>
+    tgt: Record<string, unknown>
+    choice: 'random' | 'cyclic'
+  }[] = []
   const families = ['decoder', 'encoder', 'vit'] as const
-  for (let i = 0; i < 18; i++) {
+  for (let i = 0; i < 24; i++) {
     const family = families[i % 3]
     const norm = r.uniform() < 0.5 ? 'layernorm' : 'rmsnorm'
-    const activation = (['gelu', 'swiglu', 'relu', 'gelu_tanh'] as const)[r.int(4)]
+    // Every family meets every activation twice.
+    const activation = (['gelu', 'swiglu', 'relu', 'gelu_tanh'] as const)[Math.floor(i / 3) % 4]
     const bias = r.uniform() < 0.5
     const tieEmbeddings = family !== 'vit' && r.uniform() < 0.6
     const mlmHead = family === 'encoder' && tieEmbeddings && r.uniform() < 0.6
     const normPlacement = i % 4 === 3 ? 'post' : 'pre'
-    const k = 1 + r.int(2)
+    const rotary = family === 'decoder' && r.uniform() < 0.5
+    const choice = r.uniform() < 0.5 ? 'random' : 'cyclic'
+    const k = 1 + r.int(3)
     const heads = 2
     const base = {
       family,
@@ -70,6 +88,7 @@ describe('net2net FPI is lossless across a matrix of specs', () => {
       activation,
       bias,
       normPlacement,
+      ...(rotary ? { positional: 'rotary' } : {}),
       ...(family === 'vit'
         ? { vocabSize: 0, maxSeqLen: 5, image: { size: 8, patch: 4, channels: 1, classes: 3 } }
         : { vocabSize: 30, maxSeqLen: 8, tieEmbeddings, ...(family === 'encoder' ? { mlmHead } : {}) }),
@@ -84,9 +103,10 @@ describe('net2net FPI is lossless across a matrix of specs', () => {
       nLayers: normPlacement === 'post' ? 2 : 2 + r.int(3),
     }
     cases.push({
-      name: `${family} ${norm} ${activation} ${normPlacement}-norm bias=${bias} tied=${tieEmbeddings} mlm=${mlmHead} D×${k}`,
+      name: `${family} ${norm} ${activation} ${normPlacement}-norm bias=${bias} tied=${tieEmbeddings} mlm=${mlmHead} rotary=${rotary} ${choice} D×${k} H${heads}→${tgt.nHeads} F12→${tgt.dFF} L2→${tgt.nLayers}`,
       src,
       tgt,
+      choice,
     })
   }
   for (const c of cases)
@@ -94,12 +114,17 @@ describe('net2net FPI is lossless across a matrix of specs', () => {
       const before = tf.memory().numTensors
       const source = randomised(parseSpec(c.src), 5)
       const target = parseSpec(c.tgt)
-      const result = await net2net.grow(source, target, ctx(), opts())
+      const result = await net2net.grow(source, target, ctx(), opts({ choice: c.choice }))
       expect(result.report.functionPreserving).toBe(true)
       for (const info of paramTable(target))
         expect(result.model.params[info.name].shape, info.name).toEqual(info.shape)
       const diff = maxAbsLogitDiff(source, result.model)
       expect(diff).toBeLessThan(1e-4)
+      // Lossless is not enough (zero new units would be too): every unit must be a real copy.
+      const k = target.dModel / source.spec.dModel
+      const grownFc1 = columns(result.model.params['layers.0.mlp.fc1.weight'], source.spec.dModel, k)
+      const sourceFc1 = columns(source.params['layers.0.mlp.fc1.weight'], source.spec.dModel, 1)
+      for (const col of grownFc1) expect(nearestColumn(col, sourceFc1)).toBeLessThan(1e-6)
       disposeModel(source)
       disposeModel(result.model)
       expect(tf.memory().numTensors).toBe(before)
@@ -127,6 +152,38 @@ describe('net2net options and refusals', () => {
       disposeModel(source)
       disposeModel(result.model)
     }
+  })
+
+  it('AKI takes the new FFN units of layer 0 from layer 1', async () => {
+    const source = randomised(src, 2)
+    const result = await net2net.grow(source, tgt, ctx(), opts({ init: 'aki' }))
+    const grown = columns(result.model.params['layers.0.mlp.fc1.weight'], 8, 2)
+    const own = columns(source.params['layers.0.mlp.fc1.weight'], 8, 1)
+    const above = columns(source.params['layers.1.mlp.fc1.weight'], 8, 1)
+    for (const col of grown.slice(0, 16)) expect(nearestColumn(col, own)).toBeLessThan(1e-6)
+    for (const col of grown.slice(16)) {
+      expect(nearestColumn(col, above)).toBeLessThan(1e-6)
+      expect(nearestColumn(col, own)).toBeGreaterThan(1e-3)
+    }
+    expect(String(result.report.details.note)).toMatch(/AKI.*not function preserving/)
+    disposeModel(source)
+    disposeModel(result.model)
+  })
+
+  it('widens mixture-of-experts layers losslessly (router logits unchanged, experts widened alike)', async () => {
+    const before = tf.memory().numTensors
+    const moeSrc = parseSpec({ ...src, moe: { experts: 2, topK: 1, layers: [1] } })
+    const moeTgt = parseSpec({ ...tgt, moe: { experts: 2, topK: 1, layers: [1, 3] } })
+    const source = randomised(moeSrc, 3)
+    const result = await net2net.grow(source, moeTgt, ctx(), opts())
+    expect(maxAbsLogitDiff(source, result.model)).toBeLessThan(1e-4)
+    const aki = await net2net.grow(source, moeTgt, ctx(), opts({ init: 'aki' }))
+    expect(aki.report.functionPreserving).toBe(false)
+    for (const m of [source, result.model, aki.model]) disposeModel(m)
+    expect(tf.memory().numTensors).toBe(before)
+    expect(() =>
+      checkNet2Net(moeSrc, parseSpec({ ...moeTgt, moe: { experts: 2, topK: 1, layers: [1] } }), opts()),
+    ).toThrow(/target layer 3 copies source layer 1, but only one of them is a mixture-of-experts layer/)
   })
 
   it('is deterministic under a seed; another seed picks other units', async () => {
