@@ -41,6 +41,8 @@ export interface Machine {
   backend: string
   versions: Record<string, string>
   date: string
+  /** Whether `date` is when the comparison started, or only when this report was rendered. */
+  dateKind?: 'started' | 'rendered'
 }
 
 export interface Results {
@@ -66,7 +68,7 @@ function versions(): Record<string, string> {
   return out
 }
 
-export function describeMachine(): Machine {
+export function describeMachine(dateKind: Machine['dateKind'] = 'started'): Machine {
   const cpu = cpus()
   return {
     cpu: cpu[0]?.model ?? 'unknown CPU',
@@ -75,6 +77,7 @@ export function describeMachine(): Machine {
     backend: tf.getBackend(),
     versions: versions(),
     date: new Date().toISOString(),
+    dateKind,
   }
 }
 
@@ -83,7 +86,7 @@ export function summarise(
   suite: string,
   source: SourceRun,
   runs: MethodRun[],
-  machine: Machine = describeMachine(),
+  machine: Machine = describeMachine('rendered'),
 ): Results {
   const scratch = runs.find((r) => r.name === 'scratch' && r.status === 'done')
   const target = scratch?.finalValLoss ?? null
@@ -166,7 +169,7 @@ ${suite.description}
   }
 - Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB; backend \`${m.backend}\`; ${Object.entries(m.versions)
     .map(([k, v]) => `${k} ${v}`)
-    .join(', ')}; started ${m.date}.
+    .join(', ')}; ${m.dateKind ?? 'started'} ${m.date}.
 
 | method | compute saved | FLOPs to target | time to target | loss at scratch's FLOPs | final loss | growth cost | notes |
 | --- | --- | --- | --- | --- | --- | --- | --- |
