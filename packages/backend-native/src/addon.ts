@@ -61,9 +61,13 @@ export interface NativeAddon {
 
 const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url))
 
-/** Loads build/Release/sprout_native.node (built by `npm run build:addon`), or says why not. */
-export function loadAddon(): { ok: true; addon: NativeAddon } | { ok: false; reason: string } {
-  const path = join(here, '..', 'build', 'Release', 'sprout_native.node')
+/** Where `npm run build:addon` (node-gyp) puts the compiled addon. */
+export const ADDON_PATH = join(here, '..', 'build', 'Release', 'sprout_native.node')
+
+/** Loads the compiled addon (build/Release/sprout_native.node by default), or says why not in one line. */
+export function loadAddon(
+  path: string = ADDON_PATH,
+): { ok: true; addon: NativeAddon } | { ok: false; reason: string } {
   if (!existsSync(path))
     return {
       ok: false,

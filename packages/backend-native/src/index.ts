@@ -6,7 +6,7 @@ import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
 import { type KernelInputs, NATIVE_TABLE } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 
-export { loadAddon, type NativeAddon } from './addon.js'
+export { ADDON_PATH, loadAddon, type NativeAddon } from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
 export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
 export { nativeBatchMatMul } from './matmul.js'
