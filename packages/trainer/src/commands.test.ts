@@ -237,6 +237,17 @@ describe('runTrain / runEval', () => {
     ])
   })
 
+  it('a run that diverges before its first checkpoint names the step and leaves no directory', async () => {
+    const o = join(dir, 'diverged')
+    const config = { ...runConfig, optimizer: { kind: 'sgd', lr: 1e30 } }
+    await expect(
+      runTrain({ config: writeConfig('diverge.json', config), out: o, progress: false }, capture()),
+    ).rejects.toThrow(
+      /training loss is (NaN|Infinity|-Infinity) at step 2; stopped, no checkpoint was written/,
+    )
+    expect(existsSync(o)).toBe(false)
+  })
+
   it('resume and eval refuse directories that are not runs or checkpoints', async () => {
     await expect(runTrain({ resume: join(dir, 'nowhere') }, capture())).rejects.toThrow(/not a training run/)
     await expect(runEval({ checkpoint: join(dir, 'nowhere'), data: 'moby-dick' }, capture())).rejects.toThrow(

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
   disposeModel,
@@ -118,6 +118,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
   }
   let data: Dataset | null = null
   let val: ReturnType<Dataset['valBatches']> = []
+  let createdOut = false
   const stop = { requested: false }
   const onSigint = () => {
     stop.requested = true
@@ -133,6 +134,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
     })
     val = data.valBatches(config.evalBatches)
     if (!resumeFrom) {
+      createdOut = !existsSync(out)
       mkdirSync(out, { recursive: true })
       writeFileAtomic(join(out, RUN_FILE), `${JSON.stringify({ config, data: data.describe }, null, 2)}\n`)
     }
@@ -187,6 +189,12 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
     } finally {
       disposeModel(result.model)
     }
+  } catch (e) {
+    // A new run that fails before its first checkpoint leaves nothing behind (it could be
+    // neither resumed nor restarted into the same --out).
+    if (createdOut && !existsSync(join(out, CHECKPOINT_DIR, 'sprout.json')))
+      rmSync(out, { recursive: true, force: true })
+    throw e
   } finally {
     process.off('SIGINT', onSigint)
     tf.dispose(val.flatMap((b) => Object.values(b)))
