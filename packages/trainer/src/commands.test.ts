@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec } from '@sprout/core'
+import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec, saveCheckpoint } from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -122,6 +122,32 @@ describe('runTrain / runEval', () => {
     expect(r.perplexity).toBeCloseTo(Math.exp(r.valLoss), 6)
   })
 
+  it('eval of a ViT checkpoint on MNIST reports accuracy', async () => {
+    const vit = parseSpec({
+      family: 'vit',
+      vocabSize: 0,
+      maxSeqLen: 17,
+      dModel: 16,
+      nLayers: 1,
+      nHeads: 2,
+      dFF: 32,
+      image: { size: 28, patch: 7, channels: 1, classes: 10 },
+    })
+    const model = initModel(vit, 1)
+    const ckpt = join(dir, 'vit')
+    await saveCheckpoint(ckpt, model)
+    disposeModel(model)
+    const io = capture()
+    await runEval({ checkpoint: ckpt, data: 'mnist', json: true, batches: 2 }, io)
+    const r = JSON.parse(io.lines.at(-1)!)
+    expect(Object.keys(r).sort()).toEqual(['accuracy', 'valLoss'])
+    expect(r.accuracy).toBeGreaterThanOrEqual(0)
+    expect(r.accuracy).toBeLessThanOrEqual(1)
+    // An untrained 10-way classifier: loss near ln 10.
+    expect(Math.abs(r.valLoss - Math.log(10))).toBeLessThan(0.5)
+    expect(io.lines[0]).toMatch(/accuracy \d+\.\d\d%/)
+  })
+
   it('resume extends a finished run with --steps and keeps the earlier rows', async () => {
     const first = metrics(out)
     const io = capture()
@@ -234,6 +260,7 @@ describe('runTrain / runEval', () => {
       'override',
       'probe',
       'run',
+      'vit',
     ])
   })
 
