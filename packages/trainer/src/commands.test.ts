@@ -277,6 +277,11 @@ describe('runTrain / runEval', () => {
 
   it('resume and eval refuse directories that are not runs or checkpoints', async () => {
     await expect(runTrain({ resume: join(dir, 'nowhere') }, capture())).rejects.toThrow(/not a training run/)
+    await expect(runTrain({ resume: out, seed: 3 }, capture())).rejects.toThrow(/keeps the run's seed/)
+    await expect(runTrain({ resume: out, config: 'x.json' }, capture())).rejects.toThrow(/drop --config/)
+    await expect(runTrain({ resume: out, out: join(dir, 'elsewhere') }, capture())).rejects.toThrow(
+      /drop --out/,
+    )
     await expect(runEval({ checkpoint: join(dir, 'nowhere'), data: 'moby-dick' }, capture())).rejects.toThrow(
       /nowhere/,
     )

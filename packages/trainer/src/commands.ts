@@ -79,6 +79,13 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
   let mask: GrowthMask | undefined
   let optimizerState: Record<string, tf.Tensor> | undefined
   if (args.resume !== undefined) {
+    // A resumed run keeps its config and seed (changing them would break exact continuation).
+    if (args.config !== undefined)
+      throw new SproutError('USAGE', '--resume continues a run with its saved config; drop --config')
+    if (args.seed !== undefined)
+      throw new SproutError('USAGE', "--resume keeps the run's seed so the data order continues; drop --seed")
+    if (args.out !== undefined && resolve(args.out) !== resolve(args.resume))
+      throw new SproutError('USAGE', '--resume writes into the run directory itself; drop --out')
     out = resolve(args.resume)
     const runFile = join(out, RUN_FILE)
     if (!existsSync(runFile))
@@ -103,6 +110,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       throw new SproutError('CHECKPOINT_INVALID', `${out}/${CHECKPOINT_DIR} has no trainer state`)
     }
     if (args.steps !== undefined) config = { ...config, steps: args.steps }
+    if (args.checkpointEvery !== undefined) config = { ...config, checkpointEvery: args.checkpointEvery }
     io.err(`resuming ${out} at step ${resumeFrom.step}`)
   } else {
     if (args.config === undefined) throw new SproutError('USAGE', 'pass --config run.json (or --resume DIR)')
