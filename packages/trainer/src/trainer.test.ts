@@ -6,7 +6,7 @@ import { type Dataset, openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createFit } from './fit.js'
-import { type TrainConfig, type TrainerState, train } from './loop.js'
+import { evaluate, evaluateMasked, type TrainConfig, type TrainerState, train } from './loop.js'
 import { AdamW, clipByGlobalNorm, Sgd } from './optimizers.js'
 import { learningRate } from './schedule.js'
 
@@ -263,6 +263,54 @@ describe('mixed losses', () => {
     expect(r.history[0].loss).toBeCloseTo(total, 5)
     tf.dispose(val.flatMap((b) => Object.values(b)))
     disposeModel(r.model)
+    disposeModel(model)
+  })
+})
+
+describe('growth mask', () => {
+  it('masked parameters start at 0 (no gradient at step 0) and ramp in by step / rampSteps', async () => {
+    const mask = { params: ['layers.0.mlp.fc2.weight', 'layers.0.mlp.fc2.bias'], rampSteps: 4 }
+    const model = initModel(spec, 3)
+    // Step 1 sees the model with the masked parameters multiplied by 0.
+    const first = (await data(2)).train.next()
+    const zeroed = {
+      ...model.params,
+      'layers.0.mlp.fc2.weight': tf.zerosLike(model.params['layers.0.mlp.fc2.weight']),
+      'layers.0.mlp.fc2.bias': tf.zerosLike(model.params['layers.0.mlp.fc2.bias']),
+    }
+    const expected = tf.tidy(
+      () => computeLoss({ spec, params: zeroed }, first, { training: true }).loss.dataSync()[0],
+    )
+    tf.dispose([zeroed['layers.0.mlp.fc2.weight'], zeroed['layers.0.mlp.fc2.bias'], ...Object.values(first)])
+    const d = await data(2)
+    const val = d.valBatches(1)
+    const config: TrainConfig = {
+      ...base,
+      steps: 2,
+      evalEvery: 1,
+      evalBatches: 1,
+      optimizer: { kind: 'adamw', lr: 1e-2, weightDecay: 0 },
+    }
+    const one = await train({
+      model,
+      train: d.train,
+      val,
+      config: { ...config, steps: 1 },
+      mask,
+      progress: false,
+    })
+    expect(one.history[0].loss).toBeCloseTo(expected, 5)
+    for (const n of mask.params)
+      expect(Array.from(one.model.params[n].dataSync())).toEqual(Array.from(model.params[n].dataSync()))
+    const other = 'layers.0.attn.q.weight'
+    expect(Array.from(one.model.params[other].dataSync())).not.toEqual(
+      Array.from(model.params[other].dataSync()),
+    )
+    // The validation loss after step 1 is that of the model at mask factor 1/4.
+    expect(one.history[0].valLoss).toBeCloseTo(evaluateMasked(one.model, val, mask, 1).loss, 6)
+    expect(evaluateMasked(one.model, val, mask, 1).loss).not.toBeCloseTo(evaluate(one.model, val).loss, 3)
+    tf.dispose(val.flatMap((b) => Object.values(b)))
+    disposeModel(one.model)
     disposeModel(model)
   })
 })
