@@ -22,6 +22,12 @@ export const net2netOptions = z.strictObject({
   depth: z.enum(['identity', 'stack']).default('identity'),
   /** Which existing head / FFN unit each new one copies: seeded random (Net2Net) or cyclic (i mod n). */
   choice: z.enum(['random', 'cyclic']).default('random'),
+  /**
+   * Symmetry-breaking noise on the weights that read duplicated units, as a fraction of each
+   * weight's RMS. Replicas get noise that sums to zero, so FPI stays function preserving while
+   * the copies receive different gradients (exact copies would train identically). 0 = pure FPI.
+   */
+  symmetryNoise: z.number().min(0).max(1).default(0),
 })
 export type Net2NetOptions = z.infer<typeof net2netOptions>
 
@@ -129,6 +135,7 @@ function widen(
   info: ParamInfo,
   maps: Partial<Record<string, AxisMap>>,
   upper?: { tensor: tf.Tensor; roles: readonly string[] },
+  noise?: { random: SeededRandom; scale: number },
 ): tf.Tensor {
   if (info.axes.every((role) => !maps[role])) return t.clone()
   const shape = t.shape.length === 1 ? [1, t.shape[0]] : t.shape
@@ -160,7 +167,40 @@ function widen(
       out[i * C2 + j] = from[base + cols.idx[j]] * inv
     }
   }
+  if (noise && noise.scale > 0 && rows.counts)
+    addZeroSumNoise(out, rows.idx, C2, rms(own) * noise.scale, noise.random)
   return tf.tensor(out, t.shape.length === 1 ? [C2] : [R2, C2], t.dtype)
+}
+
+function rms(values: Float32Array): number {
+  let sum = 0
+  for (const v of values) sum += v * v
+  return Math.sqrt(sum / Math.max(1, values.length))
+}
+
+/**
+ * Adds N(0, std²) noise to rows that are replicas of the same source row, minus its mean over
+ * the replicas, so every group's rows still sum to the undivided source row. Unique rows get none.
+ */
+function addZeroSumNoise(
+  out: Float32Array,
+  rowIdx: Int32Array,
+  cols: number,
+  std: number,
+  random: SeededRandom,
+) {
+  const groups = new Map<number, number[]>()
+  rowIdx.forEach((r, i) => groups.set(r, [...(groups.get(r) ?? []), i]))
+  for (const rows of groups.values()) {
+    if (rows.length < 2) continue
+    const n = random.normals(rows.length * cols, std)
+    for (let j = 0; j < cols; j++) {
+      let mean = 0
+      for (let g = 0; g < rows.length; g++) mean += n[g * cols + j]
+      mean /= rows.length
+      for (let g = 0; g < rows.length; g++) out[rows[g] * cols + j] += n[g * cols + j] - mean
+    }
+  }
 }
 
 /** Only heads and FFN units get AKI's "from the layer above": residual channels are shared by all layers. */
@@ -227,6 +267,7 @@ const net2net = defineOperator({
         info,
         maps,
         usesAki ? { tensor: source.params[upperName] ?? t, roles: AKI_ROLES } : undefined,
+        { random: ctx.random, scale: options.symmetryNoise },
       )
       wide[info.name] = w
     }

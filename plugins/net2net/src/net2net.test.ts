@@ -186,6 +186,69 @@ describe('net2net options and refusals', () => {
     ).toThrow(/target layer 3 copies source layer 1, but only one of them is a mixture-of-experts layer/)
   })
 
+  it('symmetry noise makes replicas differ while keeping FPI lossless in every family', async () => {
+    const before = tf.memory().numTensors
+    const specs = [
+      src,
+      parseSpec({
+        ...src,
+        family: 'encoder',
+        mlmHead: true,
+        tieEmbeddings: true,
+        activation: 'swiglu',
+        norm: 'rmsnorm',
+      }),
+      parseSpec({
+        ...src,
+        family: 'vit',
+        vocabSize: 0,
+        maxSeqLen: 5,
+        image: { size: 8, patch: 4, channels: 1, classes: 3 },
+        tieEmbeddings: false,
+        normPlacement: 'post',
+      }),
+    ]
+    for (const s of specs) {
+      const t = parseSpec({
+        ...s,
+        dModel: 16,
+        nHeads: 4,
+        headDim: 4,
+        dFF: 32,
+        nLayers: s.normPlacement === 'post' ? 2 : 3,
+      })
+      const source = randomised(s, 4)
+      const noisy = await net2net.grow(source, t, ctx(), opts({ symmetryNoise: 0.1, choice: 'cyclic' }))
+      expect(noisy.report.functionPreserving).toBe(true)
+      expect(maxAbsLogitDiff(source, noisy.model)).toBeLessThan(1e-4)
+      // cyclic: residual channel 8 copies 0, FFN unit 16 copies 0. The replicas' rows differ, but sum to the source row.
+      const fc1 = noisy.model.params['layers.0.mlp.fc1.weight'].arraySync() as number[][]
+      const fc2 = noisy.model.params['layers.0.mlp.fc2.weight'].arraySync() as number[][]
+      const srcFc1 = source.params['layers.0.mlp.fc1.weight'].arraySync() as number[][]
+      const srcFc2 = source.params['layers.0.mlp.fc2.weight'].arraySync() as number[][]
+      const gap = (x: number[], y: number[]) => Math.max(...x.map((v, j) => Math.abs(v - y[j])))
+      expect(gap(fc1[0], fc1[8])).toBeGreaterThan(1e-3)
+      expect(gap(fc2[0], fc2[16])).toBeGreaterThan(1e-3)
+      expect(
+        gap(
+          fc1[0].map((v, j) => v + fc1[8][j]),
+          srcFc1[0].concat(srcFc1[0]),
+        ),
+      ).toBeLessThan(1e-6)
+      expect(
+        gap(
+          fc2[0].map((v, j) => v + fc2[16][j]),
+          srcFc2[0].concat(srcFc2[0]),
+        ),
+      ).toBeLessThan(1e-6)
+      const again = await net2net.grow(source, t, ctx(), opts({ symmetryNoise: 0.1, choice: 'cyclic' }))
+      expect(maxAbsLogitDiff(noisy.model, again.model)).toBe(0)
+      for (const m of [source, noisy.model, again.model]) disposeModel(m)
+    }
+    expect(tf.memory().numTensors).toBe(before)
+    expect(() => net2netOptions.parse({ symmetryNoise: -1 })).toThrow()
+  })
+
   it('is deterministic under a seed; another seed picks other units', async () => {
     const source = randomised(src, 1)
     const a = await net2net.grow(source, tgt, ctx(1), opts())
