@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { parseSpec, SeededRandom } from '@sprout/core'
+import { parseSpec, SeededRandom, SproutError } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDataset, unigramEntropy } from './dataset.js'
@@ -112,6 +112,14 @@ describe('text batches', () => {
       same.targets,
     ])
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it('refuses a cursor that does not fit the data with a SproutError', () => {
+    const s = new CausalBatches(tokens.subarray(0, 16 * 10 + 1), 1, 16, 3)
+    expect(() => s.seek({ epoch: 0, index: 11 })).toThrow(/does not fit a dataset of 10 examples/)
+    expect(() => s.seek({ epoch: -1, index: 0 })).toThrow(SproutError)
+    s.seek({ epoch: 2, index: 10 })
+    expect(s.cursor()).toEqual({ epoch: 2, index: 10 })
   })
 
   it('visits every window once per epoch', () => {

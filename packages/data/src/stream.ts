@@ -1,4 +1,4 @@
-import { type Batch, hashSeed, SeededRandom } from '@sprout/core'
+import { type Batch, hashSeed, SeededRandom, SproutError } from '@sprout/core'
 
 /** Where a stream is: the epoch and the position within that epoch's shuffled order. */
 export interface BatchCursor {
@@ -69,7 +69,10 @@ export class EpochOrder {
       c.index < 0 ||
       c.index > this.count
     )
-      throw new RangeError(`invalid data cursor ${JSON.stringify(c)} for ${this.count} examples`)
+      throw new SproutError(
+        'CHECKPOINT_INVALID',
+        `data cursor ${JSON.stringify(c)} does not fit a dataset of ${this.count} examples; resume with the data the run was started on`,
+      )
     this.epoch = c.epoch
     this.index = c.index
     this.order = null
