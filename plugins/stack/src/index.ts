@@ -83,7 +83,7 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
   const diff = specDifference(source, target, SHAPE_FIELDS)
   if (diff)
     throw new GrowthError(
-      `stack grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN with lemon (lossless) or ligo first, then stack`,
+      `stack grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN first with lemon or net2net (function preserving) or ligo, then stack`,
     )
   const L1 = source.nLayers
   const L2 = target.nLayers
