@@ -1,4 +1,12 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec, saveCheckpoint } from '@sprout/core'
@@ -150,6 +158,8 @@ describe('runTrain / runEval', () => {
 
   it('resume extends a finished run with --steps and keeps the earlier rows', async () => {
     const first = metrics(out)
+    // A row torn by a kill mid-write is dropped on resume.
+    appendFileSync(join(out, 'metrics.jsonl'), '{"step":5,"lo')
     const io = capture()
     await runTrain({ resume: out, steps: 6, json: true, progress: false }, io)
     expect(io.errs[0]).toMatch(/resuming .* at step 4/)

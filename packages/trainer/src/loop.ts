@@ -205,11 +205,18 @@ function microStep(
   return { loss, grads: named }
 }
 
+/** Keeps the rows up to the resumed step; a row torn by a kill mid-write is dropped. */
 function truncateMetrics(path: string, step: number): void {
   if (!existsSync(path)) return
   const kept = readFileSync(path, 'utf8')
     .split('\n')
-    .filter((l) => l.trim() !== '' && (JSON.parse(l) as MetricsRow).step <= step)
+    .filter((l) => {
+      try {
+        return (JSON.parse(l) as MetricsRow).step <= step
+      } catch {
+        return false
+      }
+    })
   writeFileSync(path, kept.map((l) => `${l}\n`).join(''))
 }
 
