@@ -21,16 +21,37 @@ export const stackOptions = z.strictObject({
   mode: z.enum(['stack', 'stackbert', 'gstack', 'interleave', 'masked']).default('stack'),
   /** Growth factor g = target layers / source layers; checked against the target when given (gstack: default 4). */
   factor: z.number().int().min(2).optional(),
+  /** masked mode: where the masked copies go — on top (stack) or each after its original (interleave). */
+  maskedOrder: z.enum(['stack', 'interleave']).default('stack'),
   /** masked mode: training steps over which the mask ramps from 0 to 1. */
   maskRampSteps: z.number().int().positive().default(200),
 })
 export type StackOptions = z.infer<typeof stackOptions>
 
-/** Which source layer each target layer copies. */
-export function layerOrder(sourceLayers: number, targetLayers: number, mode: StackOptions['mode']): number[] {
+/** Which source layer each target layer copies (masked mode follows `maskedOrder`). */
+export function layerOrder(
+  sourceLayers: number,
+  targetLayers: number,
+  mode: StackOptions['mode'],
+  maskedOrder: StackOptions['maskedOrder'] = 'stack',
+): number[] {
   const g = targetLayers / sourceLayers
-  return Array.from({ length: targetLayers }, (_, i) =>
-    mode === 'interleave' ? Math.floor(i / g) : i % sourceLayers,
+  const interleave = mode === 'interleave' || (mode === 'masked' && maskedOrder === 'interleave')
+  return Array.from({ length: targetLayers }, (_, i) => (interleave ? Math.floor(i / g) : i % sourceLayers))
+}
+
+/**
+ * Target layers whose copy is new structure (masked mode fades these in): everything above the
+ * first copy when stacking, every copy but the first of each layer when interleaving.
+ */
+export function newLayers(
+  sourceLayers: number,
+  targetLayers: number,
+  maskedOrder: StackOptions['maskedOrder'] = 'stack',
+): number[] {
+  const g = targetLayers / sourceLayers
+  return Array.from({ length: targetLayers }, (_, i) => i).filter((i) =>
+    maskedOrder === 'interleave' ? i % g !== 0 : i >= sourceLayers,
   )
 }
 
@@ -39,11 +60,6 @@ export function requiredFactor(options: Pick<StackOptions, 'mode' | 'factor'>): 
   if (options.mode === 'stackbert') return 2
   if (options.mode === 'gstack') return options.factor ?? 4
   return options.factor
-}
-
-/** Target layers whose copy is new structure (masked mode fades these in). */
-export function newLayers(sourceLayers: number, targetLayers: number): number[] {
-  return Array.from({ length: targetLayers - sourceLayers }, (_, i) => sourceLayers + i)
 }
 
 /**
@@ -108,7 +124,7 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
     throw new GrowthError(
       'stack mode "masked" needs pre-norm: a post-norm layer re-normalises its input, so a masked (zero-output) layer is not an identity; use mode "stack", or lemon for lossless post-norm depth growth',
     )
-  const order = layerOrder(L1, L2, options.mode)
+  const order = layerOrder(L1, L2, options.mode, options.maskedOrder)
   const moe = moeLayerMismatch(source, target, (i) => order[i])
   if (moe)
     throw new GrowthError(
@@ -152,7 +168,7 @@ const stack = defineOperator({
     const start = performance.now()
     checkStack(source.spec, target, options)
     validateParams(source.spec, source.params)
-    const order = layerOrder(source.spec.nLayers, target.nLayers, options.mode)
+    const order = layerOrder(source.spec.nLayers, target.nLayers, options.mode, options.maskedOrder)
     const params: Params = {}
     for (const [name, t] of Object.entries(source.params)) {
       const m = /^layers\.(\d+)\.(.*)$/.exec(name)
@@ -167,7 +183,7 @@ const stack = defineOperator({
     const mask: GrowthMask | undefined =
       options.mode === 'masked'
         ? {
-            params: newLayers(source.spec.nLayers, target.nLayers).flatMap((l) =>
+            params: newLayers(source.spec.nLayers, target.nLayers, options.maskedOrder).flatMap((l) =>
               outputProjections(params, l),
             ),
             rampSteps: options.maskRampSteps,

@@ -17,6 +17,7 @@ import stack, {
   gstackGrowthTiming,
   gstackGrowthTokens,
   layerOrder,
+  newLayers,
   requiredFactor,
   type StackOptions,
   stackOptions,
@@ -69,6 +70,9 @@ describe('layer order', () => {
     expect(layerOrder(3, 6, 'stack')).toEqual([0, 1, 2, 0, 1, 2])
     expect(layerOrder(2, 8, 'stack')).toEqual([0, 1, 0, 1, 0, 1, 0, 1])
     expect(layerOrder(3, 6, 'interleave')).toEqual([0, 0, 1, 1, 2, 2])
+    expect(layerOrder(2, 6, 'masked', 'interleave')).toEqual([0, 0, 0, 1, 1, 1])
+    expect(newLayers(2, 6)).toEqual([2, 3, 4, 5])
+    expect(newLayers(2, 6, 'interleave')).toEqual([1, 2, 4, 5])
   })
 
   it("G_stack's growth timing follows log10 d = 0.88 log10 N + 163.27 / log10 C − 5.74", () => {
@@ -125,13 +129,24 @@ describe('masked stacking is lossless at mask 0 across a matrix of random pre-no
       ...(family === 'encoder' ? { mlmHead: tieEmbeddings } : {}),
       ...(rotary ? { positional: 'rotary' } : {}),
     }
-    it(`${family} ${norm} ${activation} bias=${bias} tied=${tieEmbeddings} mlm=${family === 'encoder' && tieEmbeddings} rotary=${rotary} ×${g}`, async () => {
+    it(`${family} ${norm} ${activation} bias=${bias} tied=${tieEmbeddings} mlm=${family === 'encoder' && tieEmbeddings} rotary=${rotary} ×${g} ${i % 2 === 1 ? 'interleaved' : 'stacked'}`, async () => {
       const before = tf.memory().numTensors
       const src = parseSpec(raw)
       const source = randomised(src, 10 + i)
       const target = parseSpec({ ...raw, nLayers: 2 * g })
-      const masked = await stack.grow(source, target, ctx(), opts({ mode: 'masked', maskRampSteps: 4 }))
-      const plain = await stack.grow(source, target, ctx(), opts({ mode: 'gstack', factor: g }))
+      const interleaved = i % 2 === 1
+      const masked = await stack.grow(
+        source,
+        target,
+        ctx(),
+        opts({ mode: 'masked', maskRampSteps: 4, maskedOrder: interleaved ? 'interleave' : 'stack' }),
+      )
+      const plain = await stack.grow(
+        source,
+        target,
+        ctx(),
+        opts(interleaved ? { mode: 'interleave' } : { mode: 'gstack', factor: g }),
+      )
       const atZero = applyMask(masked.model, masked.mask, 0)
       expect(maxAbsLogitDiff(source, atZero)).toBeLessThan(1e-4)
       // Plain stacking changes the function: the mask is doing the work, not a degenerate model.
