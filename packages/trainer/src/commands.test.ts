@@ -130,6 +130,19 @@ describe('runTrain / runEval', () => {
     expect(r.perplexity).toBeCloseTo(Math.exp(r.valLoss), 6)
   })
 
+  it('eval reads text with the tokenizer and sequence length the checkpoint was trained with', async () => {
+    const o = join(dir, 'chars')
+    const config = { ...runConfig, tokenizer: 'char', seqLen: 6, steps: 2 }
+    await runTrain({ config: writeConfig('chars.json', config), out: o, progress: false }, capture())
+    const io = capture()
+    await runEval(
+      { checkpoint: join(o, 'checkpoint'), data: 'moby-dick', json: true, batches: 2, batchSize: 2 },
+      io,
+    )
+    expect(io.lines[0]).toMatch(/char tokens/)
+    expect(JSON.parse(io.lines.at(-1)!).valLoss).toBeCloseTo(metrics(o)[1].valLoss!, 6)
+  })
+
   it('eval of a ViT checkpoint on MNIST reports accuracy', async () => {
     const vit = parseSpec({
       family: 'vit',
@@ -266,6 +279,7 @@ describe('runTrain / runEval', () => {
     expect(existsSync(o)).toBe(false)
     expect(readdirSync(dir).filter((n) => !n.endsWith('.json'))).toEqual([
       'budget',
+      'chars',
       'from',
       'override',
       'probe',

@@ -14,7 +14,7 @@ import {
   type TransformerSpec,
   writeFileAtomic,
 } from '@sprout/core'
-import { type Dataset, openDataset } from '@sprout/data'
+import { type Dataset, openDataset, type TokenizerName } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { parseRunConfig, type RunConfig, readRunConfig } from './config.js'
 import { createFit } from './fit.js'
@@ -164,7 +164,14 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
         budget: config.budget,
       },
       outDir: out,
-      meta: { createdBy: 'sprout train', data: data.describe, mask: mask ?? null },
+      meta: {
+        createdBy: 'sprout train',
+        data: data.describe,
+        // So `sprout eval` reads text the way the model was trained on it.
+        tokenizer: config.tokenizer,
+        seqLen: config.seqLen ?? model.spec.maxSeqLen,
+        mask: mask ?? null,
+      },
       mask,
       optimizerState,
       resumeFrom,
@@ -222,12 +229,18 @@ export interface EvalArgs {
 
 /** `sprout eval --checkpoint DIR --data NAME|PATH`: validation loss and perplexity (accuracy for images). */
 export async function runEval(args: EvalArgs, io: Io): Promise<void> {
-  const { model, state } = loadCheckpoint(args.checkpoint)
+  const { model, state, meta } = loadCheckpoint(args.checkpoint)
+  const trained = meta as { tokenizer?: TokenizerName; seqLen?: number }
   // Evaluation needs only the weights; optimizer moments saved by the trainer are dropped.
   if (state) tf.dispose(Object.values(state))
   let val: ReturnType<Dataset['valBatches']> = []
   try {
-    const data = await openDataset(args.data, model.spec, { batchSize: args.batchSize ?? 8, seed: 0 })
+    const data = await openDataset(args.data, model.spec, {
+      batchSize: args.batchSize ?? 8,
+      seed: 0,
+      tokenizer: trained.tokenizer,
+      seqLen: trained.seqLen,
+    })
     val = data.valBatches(args.batches ?? 16)
     const r = evaluate(model, val)
     if (r.accuracy !== null) {
