@@ -153,7 +153,7 @@ describe('compare', () => {
         [lemon],
         capture().io,
       ),
-    ).rejects.toThrow(/"warp" is not available; choose from scratch, lemon, upcycle-4x/)
+    ).rejects.toThrow(/"warp" is not available; choose from scratch, lemon, upcycle-4x, stack-2x/)
     writeFileSync(suiteFile, JSON.stringify({ ...suite, methods: { lemon: { noiseStd: -1 } } }))
     await expect(
       runBenchCompare({ suite: suiteFile, out: join(dir, 'y') }, [lemon], capture().io),

@@ -99,6 +99,8 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
         method: 'upcycle',
         target: { ...decoder(1, 32, 2, 32), moe: { experts: 4, topK: 2, layers: [0] } },
       },
+      // The suite's growth changes the width, which stack cannot do: run it on depth alone.
+      { name: 'stack-2x', method: 'stack', target: decoder(2, 32, 2, 32) },
     ],
   }),
   quick: suiteSchema.parse({
