@@ -205,6 +205,12 @@ const stack = defineOperator({
           factor: target.nLayers / source.spec.nLayers,
           layerOrder: order,
           copiedValues: copiedBytes,
+          ...(mask
+            ? {
+                maskedOrder: options.maskedOrder,
+                maskedLayers: newLayers(source.spec.nLayers, target.nLayers, options.maskedOrder),
+              }
+            : {}),
         },
       },
       schedule: {

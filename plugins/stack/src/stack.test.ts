@@ -190,6 +190,7 @@ describe('stack', () => {
       expect(mask.params).toContain('layers.5.attn.o.weight')
       expect(mask.params).toContain('layers.2.mlp.fc2.bias')
       expect(mask.params.some((n) => n.startsWith('layers.1.'))).toBe(false)
+      expect(result.report.details.maskedLayers).toEqual([2, 3, 4, 5])
       const atZero = applyMask(result.model, mask, 0)
       expect(maxAbsLogitDiff(source, atZero)).toBeLessThan(1e-5)
       const halfway = applyMask(result.model, mask, 5)
