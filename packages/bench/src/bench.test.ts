@@ -277,6 +277,7 @@ describe('report', () => {
     const f = summarise('t', { steps: 1, flops: 1, seconds: 1, valLoss: 3 }, flat)
     expect(f.methods.every((m) => m.savings === null)).toBe(true)
     expect(f.table.join('\n')).toMatch(/scratch never improved on its initial loss/)
+    expect(f.table.join('\n')).toMatch(/ m +savings +undefined/)
   })
 
   it('renders report.md, results.json and the plots', async () => {

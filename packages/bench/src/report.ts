@@ -81,6 +81,13 @@ export function describeMachine(dateKind: Machine['dateKind'] = 'started'): Mach
   }
 }
 
+/** The savings column: a percentage, or why there is none. */
+function savingsLabel(m: MethodResult, defined: boolean): string {
+  if (m.variant) return 'n/a (variant)'
+  if (!defined) return 'undefined'
+  return m.savings === null ? 'not reached' : `${(100 * m.savings).toFixed(1)}%`
+}
+
 /** Scratch's final loss is the target every method is measured against. */
 export function summarise(
   suite: string,
@@ -123,8 +130,7 @@ export function summarise(
   })
   const order = (m: MethodResult) => (m.status === 'skipped' ? 4 : m.variant ? 3 : m.savings === null ? 2 : 1)
   methods.sort((a, b) => order(a) - order(b) || (b.savings ?? -Infinity) - (a.savings ?? -Infinity))
-  const pct = (m: MethodResult) =>
-    m.variant ? 'n/a (variant)' : m.savings === null ? 'not reached' : `${(100 * m.savings).toFixed(1)}%`
+  const pct = (m: MethodResult) => savingsLabel(m, scratchFlops !== null)
   const table = [
     `target: scratch's final validation loss ${target?.toFixed(4) ?? '-'}`,
     ...(scratch && scratchFlops === null
@@ -143,10 +149,13 @@ function markdown(suite: ResolvedSuite, r: Results): string {
   const f = (x: number | null) => (x === null ? '—' : formatFlops(x))
   const s = (x: number | null) => (x === null ? '—' : `${x.toFixed(1)} s`)
   const l = (x: number | null) => (x === null ? '—' : x.toFixed(4))
+  const scratchNeverImproved = r.methods.some(
+    (m) => m.name === 'scratch' && m.status === 'done' && m.savings === null,
+  )
   const rows = r.methods.map((m) =>
     m.status === 'skipped'
       ? `| ${m.name} | skipped | | | | | | ${m.reason} |`
-      : `| ${m.name} | ${m.variant ? 'n/a' : m.savings === null ? 'not reached' : `**${(100 * m.savings).toFixed(1)}%**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
+      : `| ${m.name} | ${m.savings === null ? savingsLabel(m, !scratchNeverImproved) : `**${savingsLabel(m, true)}**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
           m.variant
             ? `variant with another target (${specSummary(m.variantTarget!)}): compare its curve, no saving is claimed`
             : '',
@@ -163,7 +172,7 @@ ${suite.description}
 - Source: ${specSummary(suite.source)}, pretrained ${r.source.steps} steps (${formatFlops(r.source.flops)}, ${r.source.seconds.toFixed(1)} s, val loss ${r.source.valLoss.toFixed(4)}) — shared by every method, not charged to any.
 - Target: ${specSummary(suite.target)}, ${suite.targetSteps} steps of ${suite.batchSize} × ${suite.seqLen ?? suite.target.maxSeqLen} on \`${suite.data}\`, AdamW lr ${suite.optimizer.lr}, ${suite.schedule.kind} schedule, eval every ${suite.evalEvery} steps on ${suite.evalBatches} fixed batches, seed ${suite.seed}.
 - Target loss: scratch's final validation loss, **${l(r.target)}**. Savings = 1 − FLOPs to reach it / scratch's FLOPs to reach it; growth and operator fitting FLOPs are charged to the method.${
-    r.methods.some((m) => m.name === 'scratch' && m.status === 'done' && m.savings === null)
+    scratchNeverImproved
       ? '\n- **Scratch never improved on its initial loss, so no saving is defined: the target budget is too small.**'
       : ''
   }
