@@ -59,6 +59,10 @@ inline int64_t Int(napi_env env, napi_value v) {
   return out;
 }
 
+// Elements of simple arithmetic worth a thread of their own: starting and joining a thread costs
+// tens of microseconds (far more on a busy machine), about as long as a pass over 100k floats.
+constexpr int64_t kGrain = int64_t{1} << 17;
+
 // Runs f(begin, end) over [0, n) split across g_threads threads when there are at least
 // `grain` items per thread; below that, thread start-up costs more than it saves.
 template <class F>

@@ -31,7 +31,7 @@ napi_value Transpose(napi_env env, napi_callback_info info) {
   if (total == 0) return nullptr;
   const int64_t inner = odims[rank - 1], is = ostride[rank - 1];
   const int64_t rowsOut = total / inner;
-  ParallelFor(rowsOut, 256, [&](int64_t b, int64_t e) {
+  ParallelFor(rowsOut, 1 + kGrain / inner, [&](int64_t b, int64_t e) {
     // Odometer over the output's leading axes, started at row b.
     std::vector<int64_t> idx(rank, 0);
     int64_t rem = b, off = 0;
@@ -79,7 +79,7 @@ napi_value Gather(napi_env env, napi_callback_info info) {
       napi_create_int64(env, j, &result);
       return result;
     }
-  ParallelFor(outer * n, 512, [=](int64_t b, int64_t e) {
+  ParallelFor(outer * n, 1 + kGrain / (inner + 1), [=](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const int64_t o = r / n, j = r % n;
       std::memcpy(out + r * inner, x + (o * axis + ids[j]) * inner, inner * sizeof(uint32_t));
@@ -104,7 +104,7 @@ napi_value SegmentSum(napi_env env, napi_callback_info info) {
     return Fail(env, "segmentSum: bad arguments");
   const int64_t n = static_cast<int64_t>(li);
   std::memset(out, 0, segs * inner * sizeof(float));
-  const int64_t grain = n * inner >= 65536 ? 16 : inner + 1;
+  const int64_t grain = 1 + kGrain / (n + 1);
   ParallelFor(inner, grain, [=](int64_t b, int64_t e) {
     for (int64_t i = 0; i < n; i++) {
       const int64_t s = ids[i];

@@ -61,7 +61,7 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
     } else if (dims.size() == 1 || (dims.size() == 2 && !red[0])) {
       // [kept, reduced]: one independent row per output.
       const int64_t rows = kept, cols = total / (kept > 0 ? kept : 1);
-      ParallelFor(rows, 64, [&](int64_t b, int64_t e) {
+      ParallelFor(rows, 1 + kGrain / (cols + 1), [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; r++) {
           double a = Init(op);
           const float* p = x + r * cols;
@@ -75,7 +75,7 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
     } else if (dims.size() == 2) {
       // [reduced, kept]: accumulate rows into the output; threads own column ranges.
       const int64_t rows = dims[0], cols = dims[1];
-      ParallelFor(cols, 4096, [&](int64_t b, int64_t e) {
+      ParallelFor(cols, 1 + kGrain / (rows + 1), [&](int64_t b, int64_t e) {
         for (int64_t r = 0; r < rows; r++) {
           const float* p = x + r * cols;
           for (int64_t c = b; c < e; c++) acc[c] = Combine(op, acc[c], p[c]);
@@ -122,7 +122,7 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   if (!Float32(env, args[0], &x, &lx) || !Float32(env, args[1], &out, &lo) || rows < 0 || cols < 0 ||
       static_cast<int64_t>(lx) < rows * cols || static_cast<int64_t>(lo) < rows * cols)
     return Fail(env, "softmax: bad arguments");
-  ParallelFor(rows, 32, [=](int64_t b, int64_t e) {
+  ParallelFor(rows, 1 + kGrain / 8 / (cols + 1), [=](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* p = x + r * cols;
       float* q = out + r * cols;

@@ -115,7 +115,7 @@ template <int Op>
 void BroadcastParallel(const float* a, const float* b, float* out, const std::vector<int64_t>& shape,
                        const std::vector<int64_t>& sa, const std::vector<int64_t>& sb, int64_t size) {
   const int64_t inner = shape.back();
-  ParallelFor(size / inner, 1 + 32768 / inner,
+  ParallelFor(size / inner, 1 + kGrain / inner,
               [&](int64_t b0, int64_t e0) { Broadcast<Op>(a, b, out, shape, sa, sb, b0, e0); });
 }
 

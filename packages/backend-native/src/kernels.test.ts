@@ -33,13 +33,19 @@ function agree(f: () => tf.Tensor | tf.Tensor[], tol: number): void {
   for (const [i, w] of want.entries()) {
     expect(got[i].shape).toEqual(w.shape)
     expect(got[i].dtype).toBe(w.dtype)
-    for (let j = 0; j < w.data.length; j++) {
+    let bad = -1
+    for (let j = 0; j < w.data.length && bad < 0; j++) {
       const a = got[i].data[j]
       const b = w.data[j]
-      if (Number.isNaN(b)) expect(a).toBeNaN()
-      else if (!Number.isFinite(b)) expect(a).toBe(b)
-      else expect(Math.abs(a - b)).toBeLessThanOrEqual(tol * (1 + Math.abs(b)))
+      const ok = Number.isNaN(b)
+        ? Number.isNaN(a)
+        : Number.isFinite(b)
+          ? Math.abs(a - b) <= tol * (1 + Math.abs(b))
+          : a === b
+      if (!ok) bad = j
     }
+    if (bad >= 0)
+      expect(`output ${i}[${bad}] = ${got[i].data[bad]}`).toBe(`output ${i}[${bad}] = ${w.data[bad]}`)
   }
 }
 
@@ -82,6 +88,36 @@ describe.skipIf(!available)('native kernels against cpu', () => {
         1e-5,
       )
     })
+
+  it('tensors large enough to split across threads agree with cpu (unary, binary, reductions, softmax, transpose, gather)', () => {
+    const shape = [300, 1031]
+    const v = rand(count(shape), 30)
+    const w = rand(1031, 31)
+    agree(() => {
+      const x = tf.tensor(v, shape)
+      const row = tf.tensor(w, [1031])
+      return [
+        tf.square(x),
+        tf.exp(x),
+        tf.mul(x, row),
+        tf.add(x, tf.transpose(tf.tensor(v, [1031, 300]))),
+        tf.sum(x, 0),
+        tf.sum(x, 1),
+        tf.max(x, 0),
+        tf.softmax(x),
+        tf.transpose(x),
+        tf.gather(x, tf.range(0, 300, 2, 'int32')),
+        tf.unsortedSegmentSum(
+          x,
+          tf.tensor1d(
+            Int32Array.from({ length: 300 }, (_, i) => i % 7),
+            'int32',
+          ),
+          7,
+        ),
+      ]
+    }, 2e-5)
+  })
 
   it('unary ops of int32 tensors fall back to cpu', () => {
     agree(() => [tf.abs(tf.tensor1d([-3, 4], 'int32')), tf.neg(tf.tensor1d([5, -6], 'int32'))], 0)
