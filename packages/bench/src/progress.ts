@@ -44,8 +44,8 @@ export function createBenchProgress(
   const overall = multi.create(totalRuns, 0, { label: 'methods'.padEnd(12), info: '' })
   const runs = new Map<string, SingleBar>()
   let finished = 0
-  // The trainer's step loop never returns to the event loop, so MultiBar's redraw timer would
-  // not fire during a run: redraw by hand, at most ten times a second.
+  // Growth and fitting can run long without returning to the event loop, where MultiBar's redraw
+  // timer lives: redraw by hand on every update, at most ten times a second.
   let lastDraw = 0
   const redraw = (force = false) => {
     const now = performance.now()

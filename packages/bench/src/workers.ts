@@ -22,8 +22,8 @@ type Message =
 /**
  * The worker's side: progress goes to the parent over IPC, text to stderr (the parent prefixes
  * and forwards it). It stops after the current step when the parent writes `stopFile`: the
- * trainer's step loop never returns to the event loop, so a signal or IPC message would only be
- * seen after the whole run, while a file is checked synchronously at every step.
+ * worker may be inside work that does not return to the event loop (a growth operator's fit, an
+ * older trainer), where a signal or IPC message would wait; a file is checked synchronously.
  */
 export function workerMessenger(
   err: (line: string) => void,
