@@ -1,0 +1,30 @@
+import { selectBackend } from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, describe, expect, it } from 'vitest'
+import { loadAddon } from './addon.js'
+
+// Core finds this package by name (its built dist), exactly as the CLI does.
+describe.skipIf(!loadAddon().ok)('@sprout/core selectBackend with the addon built', () => {
+  const previous = tf.getBackend()
+  afterAll(async () => {
+    if (previous) await tf.setBackend(previous)
+  })
+
+  it('prefers native over cpu and runs kernels on it', async () => {
+    const saved = process.env.SPROUT_BACKEND
+    delete process.env.SPROUT_BACKEND
+    try {
+      const choice = await selectBackend()
+      // tfjs-node, if someone installed it, legitimately ranks first.
+      expect(['native', 'tensorflow']).toContain(choice.name)
+      const forced = await selectBackend('native')
+      expect(forced.name).toBe('native')
+      expect(forced.detail).toMatch(/OpenBLAS/)
+      expect(tf.getBackend()).toBe('native')
+      const y = tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([3, 4])).dataSync())
+      expect(Array.from(y)).toEqual(new Array(8).fill(3))
+    } finally {
+      if (saved !== undefined) process.env.SPROUT_BACKEND = saved
+    }
+  })
+})
