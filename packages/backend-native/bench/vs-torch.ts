@@ -30,7 +30,7 @@ const SHAPES: Shape[] = [
   { name: 'small', layers: 2, dModel: 128, heads: 4, seqLen: 64, batch: 8, vocab: 256, target: 0.7 },
 ]
 
-const TORCH_SCRIPT = String.raw`
+const TORCH_SCRIPT = `
 import json, math, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 torch.set_num_threads(2)
