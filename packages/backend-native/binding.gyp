@@ -9,8 +9,9 @@
         "native/layout.cc"
       ],
       "include_dirs": [
+        "/usr/include/openblas",
         "/usr/include/x86_64-linux-gnu",
-        "/usr/include/openblas"
+        "/usr/include/aarch64-linux-gnu"
       ],
       "libraries": [
         "-lopenblas"
@@ -18,7 +19,6 @@
       "cflags_cc": [
         "-O3",
         "-std=c++17",
-        "-march=x86-64-v2",
         "-fno-math-errno"
       ],
       "defines": [
@@ -29,6 +29,16 @@
       ],
       "cflags": [
         "-pthread"
+      ],
+      "conditions": [
+        [
+          "target_arch=='x64'",
+          {
+            "cflags_cc": [
+              "-march=x86-64-v2"
+            ]
+          }
+        ]
       ]
     }
   ]
