@@ -1,0 +1,4 @@
+import { describeGrowthOperator } from '@sprout/testkit'
+import upcycle from './index.js'
+
+describeGrowthOperator(upcycle)
