@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -278,6 +278,77 @@ describe('sprout CLI', () => {
     const b = await run('bench', 'report', dir)
     expect(b.code).toBe(1)
     expect(b.stderr.join('\n')).toMatch(/is not a comparison directory/)
+  })
+
+  it('bench compare --plugin compares a method loaded from a plugin file', async () => {
+    // Inside the repository so the plugin can import @sprout/core like an installed plugin would.
+    const pluginDir = mkdtempSync(join(resolve(here, '../../..'), '.vitest-tmp-'))
+    try {
+      const plugin = join(pluginDir, 'reinit.mjs')
+      writeFileSync(
+        plugin,
+        `import { initModel, z } from '@sprout/core'
+export default {
+  name: 'reinit', description: 'ignores the source: a fresh random model (test plugin)',
+  options: z.strictObject({}),
+  capabilities: { width: true, depth: true, heads: true, ffn: true, moe: false, learned: false, functionPreserving: false },
+  check() {},
+  async grow(source, target) {
+    return { model: initModel(target, 9), report: { method: 'reinit', growthFlops: 0, steps: 0, seconds: 0, functionPreserving: false, maxAbsLogitDiff: null, details: {} } }
+  },
+}
+`,
+      )
+      const suite = join(dir, 'tiny-suite.json')
+      const tiny = { family: 'decoder', vocabSize: 256, maxSeqLen: 8, nHeads: 2 }
+      writeFileSync(
+        suite,
+        JSON.stringify({
+          name: 'tiny',
+          data: 'moby-dick',
+          batchSize: 2,
+          seqLen: 8,
+          source: { ...tiny, dModel: 8, nLayers: 1, dFF: 16 },
+          target: { ...tiny, dModel: 16, nLayers: 1, dFF: 32 },
+          sourceSteps: 2,
+          targetSteps: 2,
+          evalEvery: 1,
+          evalBatches: 1,
+        }),
+      )
+      const out = join(dir, 'bench-plugin')
+      const r = await run(
+        'bench',
+        'compare',
+        '--suite',
+        suite,
+        '--methods',
+        'scratch,reinit',
+        '--plugin',
+        plugin,
+        '--out',
+        out,
+      )
+      expect(r.code).toBe(0)
+      const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
+      expect(
+        results.methods.map((m: { name: string; status: string }) => `${m.name}:${m.status}`).sort(),
+      ).toEqual(['reinit:done', 'scratch:done'])
+      const bad = await run(
+        'bench',
+        'compare',
+        '--suite',
+        suite,
+        '--plugin',
+        join(dir, 'missing.mjs'),
+        '--out',
+        join(dir, 'b2'),
+      )
+      expect(bad.code).toBe(1)
+      expect(bad.stderr.join('\n')).toMatch(/missing.mjs does not exist/)
+    } finally {
+      rmSync(pluginDir, { recursive: true, force: true })
+    }
   })
 
   it('lists methods with capabilities', async () => {

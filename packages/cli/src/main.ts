@@ -7,7 +7,7 @@ import { runGrow } from './commands/grow.js'
 import { runInit } from './commands/init.js'
 import { runList } from './commands/list.js'
 import { type Io, processIo } from './io.js'
-import { builtinRegistry } from './methods.js'
+import { builtinRegistry, resolveMethod } from './methods.js'
 
 /** Exit codes: 0 ok, 1 a user error Sprout detected, 2 bad command-line usage, 70 an internal bug. */
 export const EXIT = { ok: 0, error: 1, usage: 2, internal: 70 } as const
@@ -128,9 +128,20 @@ export function buildProgram(io: Io): Command {
     .option('--out <dir>', 'output directory (default runs/bench-<suite>)')
     .option('--resume', 'continue an interrupted comparison in --out, keeping finished methods')
     .option('--jobs <n>', 'methods trained at once, each in its own process (default 1)', integer('--jobs'))
+    .option(
+      '--plugin <path|package>',
+      'also compare a method from a plugin folder, file or installed package (repeatable)',
+      collect,
+      [],
+    )
     .option('--json', 'print a JSON summary as the last line')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
+      // Workers re-run this command line, so they load the same plugins.
+      for (const ref of opts.plugin as string[]) {
+        const op = await resolveMethod(ref, registry)
+        if (!registry.has(op.name)) registry.register(op)
+      }
       await runBenchCompare(opts, registry.list(), io)
     })
   bench
