@@ -190,7 +190,11 @@ function addZeroSumNoise(
   random: SeededRandom,
 ) {
   const groups = new Map<number, number[]>()
-  rowIdx.forEach((r, i) => groups.set(r, [...(groups.get(r) ?? []), i]))
+  rowIdx.forEach((r, i) => {
+    const group = groups.get(r)
+    if (group) group.push(i)
+    else groups.set(r, [i])
+  })
   for (const rows of groups.values()) {
     if (rows.length < 2) continue
     const n = random.normals(rows.length * cols, std)
