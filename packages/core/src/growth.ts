@@ -279,14 +279,16 @@ export function specDifference(
 }
 
 /**
- * For depth growth that copies source layer `from(i)` into target layer i: the first target
- * layer whose MoE-ness differs from its source layer's, with the moe.layers the target needs.
+ * For depth growth that copies source layer `from(i)` into target layer i: refuses (GrowthError)
+ * when a copy would land on a layer whose MoE-ness differs, naming the moe.layers the target
+ * needs, or when the target's expert settings differ from the source's.
  */
-export function moeLayerMismatch(
+export function assertMoELayerCopies(
+  method: string,
   source: TransformerSpec,
   target: TransformerSpec,
   from: (i: number) => number,
-): { layer: number; sourceLayer: number; needed: number[] } | null {
+): void {
   const needed: number[] = []
   let first: { layer: number; sourceLayer: number } | null = null
   for (let i = 0; i < target.nLayers; i++) {
@@ -294,5 +296,13 @@ export function moeLayerMismatch(
     if (isMoELayer(source, j)) needed.push(i)
     if (!first && isMoELayer(source, j) !== isMoELayer(target, i)) first = { layer: i, sourceLayer: j }
   }
-  return first ? { ...first, needed } : null
+  if (first)
+    throw new GrowthError(
+      `target layer ${first.layer} copies source layer ${first.sourceLayer}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${needed.join(', ')}]`,
+    )
+  const settings = (s: TransformerSpec) => JSON.stringify({ ...s.moe, layers: [] })
+  if (source.moe && target.moe && settings(source) !== settings(target))
+    throw new GrowthError(
+      `${method} copies experts as they are: the target moe settings (experts, topK, ...) must equal the source's`,
+    )
 }

@@ -1,9 +1,9 @@
 import {
+  assertMoELayerCopies,
   attnWidth,
   defineOperator,
   GrowthError,
   type GrowthResult,
-  moeLayerMismatch,
   type ParamInfo,
   type Params,
   paramTable,
@@ -75,19 +75,7 @@ export function checkNet2Net(
     throw new GrowthError(
       'net2net depth "identity" needs pre-norm (a post-norm layer re-normalises, so a zero-output layer is not an identity); use --option depth=stack, or lemon for lossless post-norm depth growth',
     )
-  const moe = moeLayerMismatch(source, target, (i) => i % source.nLayers)
-  if (moe)
-    throw new GrowthError(
-      `target layer ${moe.layer} copies source layer ${moe.sourceLayer}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${moe.needed.join(', ')}]`,
-    )
-  if (
-    source.moe &&
-    target.moe &&
-    JSON.stringify({ ...source.moe, layers: [] }) !== JSON.stringify({ ...target.moe, layers: [] })
-  )
-    throw new GrowthError(
-      'net2net keeps the experts as they are: the target moe settings must equal the source',
-    )
+  assertMoELayerCopies('net2net', source, target, (i) => i % source.nLayers)
 }
 
 /** Source unit for each target unit: identity for the first n1, then `choice` for the new ones. */

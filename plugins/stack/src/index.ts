@@ -1,9 +1,9 @@
 import {
+  assertMoELayerCopies,
   defineOperator,
   GrowthError,
   type GrowthMask,
   type GrowthResult,
-  moeLayerMismatch,
   type Params,
   specDifference,
   type TransformerSpec,
@@ -125,19 +125,7 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
       'stack mode "masked" needs pre-norm: a post-norm layer re-normalises its input, so a masked (zero-output) layer is not an identity; use mode "stack", or lemon for lossless post-norm depth growth',
     )
   const order = layerOrder(L1, L2, options.mode, options.maskedOrder)
-  const moe = moeLayerMismatch(source, target, (i) => order[i])
-  if (moe)
-    throw new GrowthError(
-      `target layer ${moe.layer} copies source layer ${moe.sourceLayer}, but only one of them is a mixture-of-experts layer; set the target's moe.layers to [${moe.needed.join(', ')}]`,
-    )
-  if (
-    source.moe &&
-    target.moe &&
-    JSON.stringify({ ...source.moe, layers: [] }) !== JSON.stringify({ ...target.moe, layers: [] })
-  )
-    throw new GrowthError(
-      'stack copies experts as they are: the target moe settings (experts, topK, ...) must equal the source',
-    )
+  assertMoELayerCopies('stack', source, target, (i) => order[i])
 }
 
 /** Residual-branch output projections of a layer: zero output ⇒ the pre-norm layer is an identity. */
