@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { type Batch, SproutError } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { type BatchStream, EpochOrder } from './stream.js'
+import { EpochBatches, EpochOrder } from './stream.js'
 
 const require = createRequire(import.meta.url)
 
@@ -128,30 +128,21 @@ function gatherImages(set: ImageSet, ids: ArrayLike<number>): Batch {
 }
 
 /** Image-classification batches [B, H, W, C] with labels [B], in seeded epoch order. */
-export class ImageBatches implements BatchStream {
-  private readonly order: EpochOrder
-  readonly tokensPerBatch: number
+export class ImageBatches extends EpochBatches {
   constructor(
     private readonly set: ImageSet,
     private readonly examples: Int32Array,
-    readonly batchSize: number,
-    readonly seqLen: number,
+    batchSize: number,
+    seqLen: number,
     seed: number,
   ) {
-    this.order = new EpochOrder(examples.length, seed)
-    this.tokensPerBatch = batchSize * seqLen
+    super(batchSize, seqLen, examples.length, seed)
   }
   next(): Batch {
     return gatherImages(
       this.set,
       Array.from({ length: this.batchSize }, () => this.examples[this.order.take().example]),
     )
-  }
-  cursor() {
-    return this.order.cursor()
-  }
-  seek(c: { epoch: number; index: number }) {
-    this.order.seek(c)
   }
 }
 

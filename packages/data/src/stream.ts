@@ -78,3 +78,25 @@ export class EpochOrder {
     this.order = null
   }
 }
+
+/** A stream whose examples are visited in EpochOrder: the cursor and seek every stream shares. */
+export abstract class EpochBatches implements BatchStream {
+  protected readonly order: EpochOrder
+  readonly tokensPerBatch: number
+  constructor(
+    readonly batchSize: number,
+    readonly seqLen: number,
+    examples: number,
+    seed: number,
+  ) {
+    this.order = new EpochOrder(examples, seed)
+    this.tokensPerBatch = batchSize * seqLen
+  }
+  abstract next(): Batch
+  cursor(): BatchCursor {
+    return this.order.cursor()
+  }
+  seek(cursor: BatchCursor): void {
+    this.order.seek(cursor)
+  }
+}

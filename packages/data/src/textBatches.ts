@@ -1,6 +1,6 @@
 import { type Batch, hashSeed, SeededRandom, SproutError } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { type BatchStream, EpochOrder } from './stream.js'
+import { EpochBatches } from './stream.js'
 
 export interface TextSplit {
   train: Int32Array
@@ -33,13 +33,11 @@ function windowStarts(n: number, span: number, stride: number): number {
 }
 
 /** Causal-LM batches: inputs = window[0..T), targets = window[1..T], windows in seeded epoch order. */
-export class CausalBatches implements BatchStream {
-  private readonly order: EpochOrder
-  readonly tokensPerBatch: number
+export class CausalBatches extends EpochBatches {
   constructor(
     private readonly tokens: Int32Array,
-    readonly batchSize: number,
-    readonly seqLen: number,
+    batchSize: number,
+    seqLen: number,
     seed: number,
   ) {
     if (tokens.length < seqLen + 1)
@@ -47,8 +45,7 @@ export class CausalBatches implements BatchStream {
         'DATA_INVALID',
         `${tokens.length} tokens are fewer than one sequence of ${seqLen + 1}`,
       )
-    this.order = new EpochOrder(windowStarts(tokens.length, seqLen + 1, seqLen), seed)
-    this.tokensPerBatch = batchSize * seqLen
+    super(batchSize, seqLen, windowStarts(tokens.length, seqLen + 1, seqLen), seed)
   }
 
   next(): Batch {
@@ -57,12 +54,6 @@ export class CausalBatches implements BatchStream {
       Array.from({ length: this.batchSize }, () => this.order.take().example),
       this.seqLen,
     )
-  }
-  cursor() {
-    return this.order.cursor()
-  }
-  seek(c: { epoch: number; index: number }) {
-    this.order.seek(c)
   }
 }
 
@@ -158,13 +149,11 @@ export function maskSequence(
 }
 
 /** Masked-LM batches over non-overlapping windows; the masking of an example depends only on (seed, epoch, position). */
-export class MaskedBatches implements BatchStream {
-  private readonly order: EpochOrder
-  readonly tokensPerBatch: number
+export class MaskedBatches extends EpochBatches {
   constructor(
     private readonly tokens: Int32Array,
-    readonly batchSize: number,
-    readonly seqLen: number,
+    batchSize: number,
+    seqLen: number,
     private readonly seed: number,
     private readonly masking: MaskingOptions,
   ) {
@@ -173,8 +162,7 @@ export class MaskedBatches implements BatchStream {
         'DATA_INVALID',
         `${tokens.length} tokens are fewer than one sequence of ${seqLen}`,
       )
-    this.order = new EpochOrder(windowStarts(tokens.length, seqLen, seqLen), seed)
-    this.tokensPerBatch = batchSize * seqLen
+    super(batchSize, seqLen, windowStarts(tokens.length, seqLen, seqLen), seed)
   }
 
   next(): Batch {
@@ -186,12 +174,6 @@ export class MaskedBatches implements BatchStream {
       (b) => new SeededRandom(hashSeed(this.seed, `mask ${draws[b].epoch}:${draws[b].index}`)),
       this.masking,
     )
-  }
-  cursor() {
-    return this.order.cursor()
-  }
-  seek(c: { epoch: number; index: number }) {
-    this.order.seek(c)
   }
 }
 
