@@ -247,12 +247,12 @@ function preflight(suite: ResolvedSuite, planned: Planned[], operators: GrowthOp
   return skipped
 }
 
-function skippedRun(p: Planned, reason: string): MethodRun {
+/** A run record with nothing measured yet (growth and training fill it in). */
+function emptyRun(p: Planned): MethodRun {
   return {
     name: p.name,
     method: p.method,
-    status: 'skipped',
-    reason,
+    status: 'done',
     growthFlops: 0,
     growthSeconds: 0,
     curve: [],
@@ -260,6 +260,10 @@ function skippedRun(p: Planned, reason: string): MethodRun {
     schedule: 'suite',
     ...(p.variant ? { variantTarget: p.target } : {}),
   }
+}
+
+function skippedRun(p: Planned, reason: string): MethodRun {
+  return { ...emptyRun(p), status: 'skipped', reason }
 }
 
 /** Grows (unless scratch) and trains one planned run; null when interrupted. */
@@ -289,20 +293,9 @@ async function growAndTrain(
   progress: BenchProgress,
   stop: () => boolean,
 ): Promise<MethodRun | null> {
-  const base: MethodRun = {
-    name: p.name,
-    method: p.method,
-    status: 'done',
-    growthFlops: 0,
-    growthSeconds: 0,
-    curve: [],
-    finalValLoss: null,
-    schedule: 'suite',
-    ...(p.variant ? { variantTarget: p.target } : {}),
-  }
+  const base = emptyRun(p)
   const op = operators.find((o) => o.name === p.method)
-  if (p.method !== 'scratch' && !op)
-    return { ...base, status: 'skipped', reason: `method ${p.method} is not installed` }
+  if (p.method !== 'scratch' && !op) return skippedRun(p, `method ${p.method} is not installed`)
   let model: Model
   let config = trainConfig(suite)
   let optimizerState: Record<string, tf.Tensor> | undefined
@@ -315,7 +308,7 @@ async function growAndTrain(
       options = parseOptions(op, p.options)
       op.check(source.spec, p.target, options)
     } catch (e) {
-      if (e instanceof GrowthError) return { ...base, status: 'skipped', reason: e.message }
+      if (e instanceof GrowthError) return skippedRun(p, e.message)
       throw e
     }
     const fitData = op.capabilities.learned ? await dataFor(suite, p.target, suite.seed + 200) : null
@@ -485,8 +478,8 @@ export async function runBenchCompare(
     io.err(`${p.name}: skipped: ${reason}`)
     writeFileAtomic(runFile(out, p.name), JSON.stringify(skippedRun(p, reason)))
   }
-  const todo = planned.filter((p) => !existsSync(runFile(out, p.name)))
-  const progress = createBenchProgress(todo.length + 1, process.stderr.isTTY === true, io.err)
+  const pending = planned.filter((p) => !existsSync(runFile(out, p.name)))
+  const progress = createBenchProgress(pending.length + 1, process.stderr.isTTY === true, io.err)
   let interrupted = false
   const onSigint = () => {
     interrupted = true
@@ -500,11 +493,11 @@ export async function runBenchCompare(
     const sourced = await sourceModel(suite, out, progress, stop)
     sourceRun = sourced.run
     for (const p of planned)
-      if (!todo.includes(p) && !skipped.has(p.name)) progress.log(`${p.name}: done earlier, kept`)
+      if (!pending.includes(p) && !skipped.has(p.name)) progress.log(`${p.name}: done earlier, kept`)
     if (jobs === 1) {
       try {
-        for (const [i, p] of todo.entries()) {
-          progress.log(`[${i + 1}/${todo.length}] ${p.name}`)
+        for (const [i, p] of pending.entries()) {
+          progress.log(`[${i + 1}/${pending.length}] ${p.name}`)
           const run = await runMethod(out, suite, p, sourced.model, operators, progress, stop)
           if (!run) break
           if (run.status === 'skipped') progress.log(`  ${p.name}: skipped: ${run.reason}`)
@@ -517,7 +510,7 @@ export async function runBenchCompare(
     } else {
       disposeModel(sourced.model)
       const failed = await runInWorkers(
-        todo.map((p) => p.name),
+        pending.map((p) => p.name),
         jobs,
         args.worker ?? { script: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv },
         progress,
