@@ -264,6 +264,22 @@ export function assertNoShrink(source: TransformerSpec, target: TransformerSpec,
 
 export { z }
 
+/** Spec fields that no growth method changes (methods add the shape fields they keep too). */
+export const ARCHITECTURE_FIELDS = [
+  'family',
+  'vocabSize',
+  'maxSeqLen',
+  'activation',
+  'norm',
+  'normPlacement',
+  'normEps',
+  'bias',
+  'tieEmbeddings',
+  'positional',
+  'mlmHead',
+  'image',
+] as const satisfies readonly (keyof TransformerSpec)[]
+
 /** The first of `fields` whose value differs between two specs (compared as JSON), or null. */
 export function specDifference(
   source: TransformerSpec,

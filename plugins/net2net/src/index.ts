@@ -1,4 +1,5 @@
 import {
+  ARCHITECTURE_FIELDS,
   assertMoELayerCopies,
   attnWidth,
   defineOperator,
@@ -31,19 +32,9 @@ export const net2netOptions = z.strictObject({
 })
 export type Net2NetOptions = z.infer<typeof net2netOptions>
 
+/** Heads grow in number, never in size; grouped-query layouts are kept (and refused below). */
 const SAME = [
-  'family',
-  'vocabSize',
-  'maxSeqLen',
-  'activation',
-  'norm',
-  'normPlacement',
-  'normEps',
-  'bias',
-  'tieEmbeddings',
-  'positional',
-  'mlmHead',
-  'image',
+  ...ARCHITECTURE_FIELDS,
   'headDim',
   'nKVHeads',
 ] as const satisfies readonly (keyof TransformerSpec)[]

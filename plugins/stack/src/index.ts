@@ -1,4 +1,5 @@
 import {
+  ARCHITECTURE_FIELDS,
   assertMoELayerCopies,
   defineOperator,
   GrowthError,
@@ -75,24 +76,14 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
 /** Alias of {@link gstackGrowthTokens} under the name the issue uses. */
 export const gstackGrowthTiming = gstackGrowthTokens
 
+/** Stacking changes nLayers only. */
 const SHAPE_FIELDS = [
-  'family',
-  'vocabSize',
-  'maxSeqLen',
+  ...ARCHITECTURE_FIELDS,
   'dModel',
   'nHeads',
   'nKVHeads',
   'headDim',
   'dFF',
-  'activation',
-  'norm',
-  'normPlacement',
-  'normEps',
-  'bias',
-  'tieEmbeddings',
-  'positional',
-  'mlmHead',
-  'image',
 ] as const satisfies readonly (keyof TransformerSpec)[]
 
 export function checkStack(source: TransformerSpec, target: TransformerSpec, options: StackOptions): void {

@@ -11,6 +11,7 @@ import {
   paramTable,
   randomInputs,
   type ScheduleRecommendation,
+  specDifference,
   type TransformerSpec,
   validateParams,
   z,
@@ -132,7 +133,7 @@ const SAME = [
   'activation',
   'bias',
   'tieEmbeddings',
-] as const
+] as const satisfies readonly (keyof TransformerSpec)[]
 
 /** Throws GrowthError unless target is source plus MoE layers (the only change upcycling makes). */
 export function checkUpcycle(
@@ -144,11 +145,11 @@ export function checkUpcycle(
     refuse(
       `the source already has mixture-of-experts layers (${JSON.stringify(source.moe.layers)}); upcycling converts a dense model (grow MoE models with lemon)`,
     )
-  for (const key of SAME)
-    if (source[key] !== target[key])
-      refuse(
-        `target ${key} ${JSON.stringify(target[key])} differs from the source's ${JSON.stringify(source[key])}; upcycling only turns MLPs into experts and keeps everything else: grow with lemon first, then upcycle`,
-      )
+  const diff = specDifference(source, target, SAME)
+  if (diff)
+    refuse(
+      `target ${diff.field} ${diff.target} differs from the source's ${diff.source}; upcycling only turns MLPs into experts and keeps everything else: grow with lemon first, then upcycle`,
+    )
   const extras = [
     ['positional', source.positional ?? 'learned', target.positional ?? 'learned'],
     ['ropeTheta', source.ropeTheta ?? null, target.ropeTheta ?? null],
