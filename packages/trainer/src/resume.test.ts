@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -12,6 +12,15 @@ const built = existsSync(join(root, 'packages/trainer/dist/index.js'))
 const dir = mkdtempSync(join(tmpdir(), 'sprout-resume-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const quiet = { out: () => {}, err: () => {} }
+const tinySpec = {
+  family: 'decoder',
+  vocabSize: 256,
+  maxSeqLen: 8,
+  dModel: 16,
+  nLayers: 1,
+  nHeads: 2,
+  dFF: 32,
+}
 
 const losses = (out: string) =>
   readFileSync(join(out, 'metrics.jsonl'), 'utf8')
@@ -19,51 +28,55 @@ const losses = (out: string) =>
     .split('\n')
     .map((l) => JSON.parse(l) as { step: number; loss: number; valLoss: number | null })
 
+function writeConfig(name: string, config: Record<string, unknown>): string {
+  const path = join(dir, name)
+  writeFileSync(path, JSON.stringify({ spec: tinySpec, batchSize: 2, evalBatches: 1, ...config }))
+  return path
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null }
+
+/** `sprout train` in a child process, once it has logged more than `lines` metrics rows. */
+async function startedRun(
+  config: string,
+  out: string,
+  lines: number,
+): Promise<{ child: ChildProcess; exited: Promise<Exit> }> {
+  // One process (node --import tsx), not the tsx CLI, which would run the script in a grandchild.
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(here, 'testing/train-driver.ts'), config, out],
+    {
+      cwd: root,
+      stdio: 'ignore',
+    },
+  )
+  // Listen before waiting, so an early exit is not missed.
+  const exited = new Promise<Exit>((r) => child.on('exit', (code, signal) => r({ code, signal })))
+  const metrics = join(out, 'metrics.jsonl')
+  for (let i = 0; i < 1000; i++) {
+    if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > lines) break
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return { child, exited }
+}
+
 describe('kill and resume', () => {
   it.skipIf(!built)(
     'a run killed with SIGKILL and resumed reproduces the uninterrupted losses exactly',
     async () => {
       const steps = 120
-      const config = join(dir, 'run.json')
-      writeFileSync(
-        config,
-        JSON.stringify({
-          spec: {
-            family: 'decoder',
-            vocabSize: 256,
-            maxSeqLen: 8,
-            dModel: 16,
-            nLayers: 1,
-            nHeads: 2,
-            dFF: 32,
-          },
-          data: 'moby-dick',
-          batchSize: 2,
-          steps,
-          evalEvery: 10,
-          evalBatches: 1,
-          checkpointEvery: 5,
-          schedule: { kind: 'cosine', warmupSteps: 5 },
-        }),
-      )
+      const config = writeConfig('run.json', {
+        data: 'moby-dick',
+        steps,
+        evalEvery: 10,
+        checkpointEvery: 5,
+        schedule: { kind: 'cosine', warmupSteps: 5 },
+      })
       const killed = join(dir, 'killed')
-      // One process (node --import tsx), not the tsx CLI, which would run the script in a grandchild.
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', join(here, 'testing/train-driver.ts'), config, killed],
-        {
-          cwd: root,
-          stdio: 'ignore',
-        },
-      )
-      const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, signal) => r(signal)))
-      const metrics = join(killed, 'metrics.jsonl')
-      for (let i = 0; i < 1000; i++) {
-        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 23) break
-        await new Promise((r) => setTimeout(r, 20))
-      }
+      const { child, exited } = await startedRun(config, killed, 23)
       child.kill('SIGKILL')
-      expect(await exited).toBe('SIGKILL')
+      expect((await exited).signal).toBe('SIGKILL')
       const atKill = losses(killed).at(-1)!.step
       expect(atKill).toBeGreaterThan(5)
       expect(atKill).toBeLessThan(steps)
@@ -82,42 +95,11 @@ describe('kill and resume', () => {
   it.skipIf(!built)(
     'Ctrl-C (SIGINT) stops after the current step and writes a checkpoint there',
     async () => {
-      const config = join(dir, 'run-int.json')
-      writeFileSync(
-        config,
-        JSON.stringify({
-          spec: {
-            family: 'decoder',
-            vocabSize: 256,
-            maxSeqLen: 8,
-            dModel: 16,
-            nLayers: 1,
-            nHeads: 2,
-            dFF: 32,
-          },
-          batchSize: 2,
-          steps: 5000,
-          evalEvery: 100,
-          evalBatches: 1,
-        }),
-      )
+      const config = writeConfig('run-int.json', { steps: 5000, evalEvery: 100 })
       const out = join(dir, 'interrupted')
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', join(here, 'testing/train-driver.ts'), config, out],
-        {
-          cwd: root,
-          stdio: 'ignore',
-        },
-      )
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-      const metrics = join(out, 'metrics.jsonl')
-      for (let i = 0; i < 1000; i++) {
-        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 10) break
-        await new Promise((r) => setTimeout(r, 20))
-      }
+      const { child, exited } = await startedRun(config, out, 10)
       child.kill('SIGINT')
-      expect(await exited).toBe(0)
+      expect((await exited).code).toBe(0)
       const last = losses(out).at(-1)!.step
       expect(last).toBeLessThan(5000)
       const meta = JSON.parse(readFileSync(join(out, 'checkpoint', 'sprout.json'), 'utf8')).meta
