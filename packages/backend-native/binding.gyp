@@ -6,7 +6,8 @@
         "native/sprout_native.cc",
         "native/unary.cc",
         "native/reduce.cc",
-        "native/layout.cc"
+        "native/layout.cc",
+        "native/fused.cc"
       ],
       "include_dirs": [
         "/usr/include/openblas",
@@ -16,10 +17,16 @@
       "libraries": [
         "-lopenblas"
       ],
+      "cflags_cc!": [
+        "-fno-exceptions"
+      ],
       "cflags_cc": [
         "-O3",
         "-std=c++17",
-        "-fno-math-errno"
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-fno-thread-jumps",
+        "-fopenmp-simd"
       ],
       "defines": [
         "NAPI_VERSION=8"

@@ -92,5 +92,7 @@ napi_value Softmax(napi_env env, napi_callback_info info);
 napi_value Transpose(napi_env env, napi_callback_info info);
 napi_value Gather(napi_env env, napi_callback_info info);
 napi_value SegmentSum(napi_env env, napi_callback_info info);
+// Registers the fused transformer kernels (fused.cc).
+void ExportFused(napi_env env, napi_value exports);
 
 }  // namespace sprout

@@ -186,6 +186,7 @@ napi_value Init(napi_env env, napi_value exports) {
   Export(env, exports, "transpose", Transpose);
   Export(env, exports, "gather", Gather);
   Export(env, exports, "segmentSum", SegmentSum);
+  ExportFused(env, exports);
   napi_value config;
   napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &config);
   napi_set_named_property(env, exports, "blas", config);

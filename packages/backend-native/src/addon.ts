@@ -53,6 +53,100 @@ export interface NativeAddon {
   ): number
   /** out[s, :] = Σ x[i, :] over ids[i] = s; ids outside [0, numSegments) are dropped. */
   segmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, numSegments: number, inner: number): void
+  /** Fused kernels of @sprout/core's FUSED_KERNELS contract (see native/fused.cc for the math). */
+  gelu(x: Float32Array, y: Float32Array, n: number): void
+  geluGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number): void
+  layerNorm(
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    y: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+    rms: number,
+  ): void
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    rows: number,
+    cols: number,
+    rms: number,
+  ): void
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    ctx: Float32Array,
+    probs: Float32Array,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+    causal: number,
+  ): void
+  attentionGrad(
+    dctx: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+  ): void
+  /** Returns the (weighted) mean loss; fills lse with each row's log-sum-exp. */
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    weights: Float32Array,
+    lse: Float32Array,
+    rows: number,
+    cols: number,
+  ): number
+  crossEntropyGrad(
+    logits: Float32Array,
+    targets: Int32Array,
+    weights: Float32Array,
+    lse: Float32Array,
+    dlogits: Float32Array,
+    rows: number,
+    cols: number,
+    dy: number,
+  ): void
+  adamw(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    n: number,
+    lr: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    eps: number,
+    c1: number,
+    c2: number,
+    decay: number,
+  ): void
   /** OpenBLAS and C++ worker threads. */
   setThreads(n: number): void
   /** OpenBLAS build configuration string. */

@@ -3,11 +3,13 @@ import * as tf from '@tensorflow/tfjs'
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import { loadAddon, type NativeAddon } from './addon.js'
 import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
+import { FUSED_TABLE } from './fused.js'
 import { type KernelInputs, NATIVE_TABLE } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 
 export { ADDON_PATH, loadAddon, type NativeAddon } from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
+export { FUSED_TABLE } from './fused.js'
 export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
 export { nativeBatchMatMul } from './matmul.js'
 
@@ -68,6 +70,13 @@ function registerKernels(addon: NativeAddon): void {
         ) ?? fallback(args),
     })
   }
+  for (const [name, kernel] of Object.entries(FUSED_TABLE))
+    tf.registerKernel({
+      kernelName: name,
+      backendName: NATIVE_BACKEND,
+      kernelFunc: (args) =>
+        kernel(addon, args.backend as MathBackendCPU, args.inputs as Record<string, tf.TensorInfo>, args.attrs ?? {}),
+    })
   const cpuBatchMatMul = cpuKernel('BatchMatMul')
   const cpuFused = cpuKernel('_FusedMatMul')
   tf.registerKernel({
@@ -151,7 +160,7 @@ export function registerNativeBackend(): Status {
   )
   status = {
     ok: true,
-    detail: `OpenBLAS matmul and C++ kernels on ${threads} threads; ${NATIVE_KERNELS.length} native kernels, the rest from cpu`,
+    detail: `OpenBLAS matmul and C++ kernels on ${threads} threads; ${NATIVE_KERNELS.length} native and ${Object.keys(FUSED_TABLE).length} fused kernels, the rest from cpu`,
   }
   return status
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
+import { FUSED_KERNELS as K, fusedAttention, fusedCrossEntropy, fusedGelu, fusedNorm, hasFusedKernels } from './fused.js'
 import { moeMlp } from './moe.js'
 import type { Model, Params } from './params.js'
 import { attnWidth, isMoELayer, kvHeads, type TransformerSpec } from './spec.js'
@@ -64,6 +65,8 @@ export function normalize(
   scale: tf.Tensor,
   shift?: tf.Tensor,
 ): tf.Tensor {
+  if (hasFusedKernels(K.layerNorm, K.layerNormGrad))
+    return fusedNorm(x, scale, shift, spec.normEps, spec.norm !== 'layernorm')
   const axis = x.shape.length - 1
   let y: tf.Tensor
   if (spec.norm === 'layernorm') {
@@ -88,6 +91,7 @@ export function activate(x: tf.Tensor, kind: TransformerSpec['activation']): tf.
     case 'gelu':
       return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))))
     case 'gelu_tanh': {
+      if (hasFusedKernels(K.gelu, K.geluGrad)) return fusedGelu(x)
       // x·x·x rather than pow(x, 3): pow's gradient goes through log and select, several times slower.
       const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), SQRT_2_OVER_PI)
       return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)))
@@ -174,6 +178,10 @@ export function attention(
   const H = spec.nHeads
   const KV = kvHeads(spec)
   const hd = spec.headDim
+  if (spec.positional !== 'rotary' && KV === H && hasFusedKernels(K.attention, K.attentionGrad)) {
+    const [q, k, v] = (['q', 'k', 'v'] as const).map((n) => linearNamed(x, params, `${prefix}.${n}`))
+    return linearNamed(fusedAttention(q, k, v, H, causal), params, `${prefix}.o`)
+  }
   const split = (t: tf.Tensor, heads: number) => t.reshape([B, T, heads, hd]).transpose([0, 2, 1, 3])
   let q = split(linearNamed(x, params, `${prefix}.q`), H)
   let k = split(linearNamed(x, params, `${prefix}.k`), KV)
@@ -363,6 +371,12 @@ export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor, weights?: tf
     const C = logits.shape[logits.shape.length - 1]!
     const flat = logits.reshape([-1, C])
     const N = flat.shape[0]!
+    if (hasFusedKernels(K.crossEntropy, K.crossEntropyGrad))
+      return fusedCrossEntropy(
+        flat as tf.Tensor2D,
+        targets.reshape([N]).toInt() as tf.Tensor1D,
+        weights?.reshape([N]).toFloat() as tf.Tensor1D | undefined,
+      )
     const logp = tf.logSoftmax(flat)
     // A one-hot product rather than a gather: the gather's gradient is an UnsortedSegmentSum
     // over N·C segments, which dominated a whole training step on the tfjs cpu backend.

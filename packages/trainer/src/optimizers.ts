@@ -1,4 +1,4 @@
-import { type Params, SproutError } from '@sprout/core'
+import { FUSED_KERNELS, hasFusedKernels, type Params, SproutError } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 
 export interface OptimizerConfig {
@@ -84,16 +84,30 @@ export class AdamW implements Optimizer {
     const { beta1: b1, beta2: b2, eps } = this
     const c1 = 1 - b1 ** this.steps
     const c2 = 1 - b2 ** this.steps
+    const fused = hasFusedKernels(FUSED_KERNELS.adamw)
     tf.tidy(() => {
       for (const [name, p] of Object.entries(this.vars)) {
         const g = grads[name]
         if (!g) continue
+        const decay = this.weightDecay > 0 && this.decays(p, name) ? 1 - lr * this.weightDecay : 1
+        if (fused) {
+          const [np, nm, nv] = tf
+            .engine()
+            .runKernel(
+              FUSED_KERNELS.adamw,
+              { param: p, grad: g, m: this.m[name], v: this.v[name] },
+              { lr, beta1: b1, beta2: b2, eps, c1, c2, decay },
+            ) as tf.Tensor[]
+          this.m[name].assign(nm)
+          this.v[name].assign(nv)
+          p.assign(np)
+          continue
+        }
         const m = tf.add(tf.mul(this.m[name], b1), tf.mul(g, 1 - b1))
         const v = tf.add(tf.mul(this.v[name], b2), tf.mul(tf.square(g), 1 - b2))
         this.m[name].assign(m)
         this.v[name].assign(v)
-        const decayed =
-          this.weightDecay > 0 && this.decays(p, name) ? tf.mul(p, 1 - lr * this.weightDecay) : p
+        const decayed = decay !== 1 ? tf.mul(p, decay) : p
         const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps))
         p.assign(tf.sub(decayed, tf.mul(update, lr)))
       }

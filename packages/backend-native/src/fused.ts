@@ -1,0 +1,190 @@
+import { FUSED_KERNELS } from '@sprout/core'
+import type * as tf from '@tensorflow/tfjs'
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
+import type { NativeAddon } from './addon.js'
+
+type Info = tf.TensorInfo
+type Kernel = (addon: NativeAddon, backend: MathBackendCPU, inputs: Record<string, Info>, attrs: tf.NamedAttrMap) => Info | Info[]
+
+const NONE = new Float32Array(0)
+
+/** The tensor's values as float32 (cpu kernels sometimes leave float32 data in another array type). */
+function f32(backend: MathBackendCPU, t: Info): Float32Array {
+  const v = backend.data.get(t.dataId).values
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>)
+}
+
+function i32(backend: MathBackendCPU, t: Info): Int32Array {
+  const v = backend.data.get(t.dataId).values
+  return v instanceof Int32Array ? v : Int32Array.from(v as ArrayLike<number>)
+}
+
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
+
+function make(backend: MathBackendCPU, shape: number[], values: Float32Array): Info {
+  return backend.makeTensorInfo(shape, 'float32', values)
+}
+
+function require2d(name: string, t: Info): [number, number] {
+  if (t.shape.length !== 2) throw new Error(`${name} expects a rank-2 input, got shape [${t.shape}]`)
+  return [t.shape[0], t.shape[1]]
+}
+
+const gelu: Kernel = (addon, backend, { x }) => {
+  const out = new Float32Array(count(x.shape))
+  addon.gelu(f32(backend, x), out, out.length)
+  return make(backend, x.shape, out)
+}
+
+const geluGrad: Kernel = (addon, backend, { x, dy }) => {
+  const out = new Float32Array(count(x.shape))
+  addon.geluGrad(f32(backend, x), f32(backend, dy), out, out.length)
+  return make(backend, x.shape, out)
+}
+
+const layerNorm: Kernel = (addon, backend, { x, scale, shift }, { eps, rms }) => {
+  const [rows, cols] = require2d(FUSED_KERNELS.layerNorm, x)
+  const y = new Float32Array(rows * cols)
+  const mean = new Float32Array(rows)
+  const rstd = new Float32Array(rows)
+  addon.layerNorm(
+    f32(backend, x),
+    f32(backend, scale),
+    shift ? f32(backend, shift) : NONE,
+    y,
+    mean,
+    rstd,
+    rows,
+    cols,
+    eps as number,
+    rms ? 1 : 0,
+  )
+  return [make(backend, x.shape, y), make(backend, [rows], mean), make(backend, [rows], rstd)]
+}
+
+const layerNormGrad: Kernel = (addon, backend, { dy, x, scale, mean, rstd }, { rms, shift }) => {
+  const [rows, cols] = require2d(FUSED_KERNELS.layerNormGrad, x)
+  const dx = new Float32Array(rows * cols)
+  const dscale = new Float32Array(cols)
+  const dshift = shift ? new Float32Array(cols) : NONE
+  addon.layerNormGrad(
+    f32(backend, dy),
+    f32(backend, x),
+    f32(backend, scale),
+    f32(backend, mean),
+    f32(backend, rstd),
+    dx,
+    dscale,
+    dshift,
+    rows,
+    cols,
+    rms ? 1 : 0,
+  )
+  const grads = [make(backend, x.shape, dx), make(backend, [cols], dscale)]
+  return shift ? [...grads, make(backend, [cols], dshift)] : grads
+}
+
+function attentionDims(name: string, q: Info, heads: number): [number, number, number, number] {
+  const [B, T, D] = q.shape
+  if (q.shape.length !== 3 || D % heads !== 0)
+    throw new Error(`${name} expects [B, T, heads·headDim] inputs, got [${q.shape}] with ${heads} heads`)
+  return [B, T, heads, D / heads]
+}
+
+const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }) => {
+  const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attention, q, heads as number)
+  const ctx = new Float32Array(count(q.shape))
+  const probs = new Float32Array(B * H * T * T)
+  addon.attention(f32(backend, q), f32(backend, k), f32(backend, v), ctx, probs, B, T, H, hd, scale as number, causal ? 1 : 0)
+  return [make(backend, q.shape, ctx), make(backend, [B, H, T, T], probs)]
+}
+
+const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, scale }) => {
+  const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attentionGrad, q, heads as number)
+  const [dq, dk, dv] = [0, 1, 2].map(() => new Float32Array(count(q.shape)))
+  addon.attentionGrad(
+    f32(backend, dy),
+    f32(backend, q),
+    f32(backend, k),
+    f32(backend, v),
+    f32(backend, probs),
+    dq,
+    dk,
+    dv,
+    B,
+    T,
+    H,
+    hd,
+    scale as number,
+  )
+  return [dq, dk, dv].map((g) => make(backend, q.shape, g))
+}
+
+const crossEntropy: Kernel = (addon, backend, { logits, targets, weights }) => {
+  const [rows, cols] = require2d(FUSED_KERNELS.crossEntropy, logits)
+  const lse = new Float32Array(rows)
+  const loss = addon.crossEntropy(
+    f32(backend, logits),
+    i32(backend, targets),
+    weights ? f32(backend, weights) : NONE,
+    lse,
+    rows,
+    cols,
+  )
+  return [make(backend, [], Float32Array.of(loss)), make(backend, [rows], lse)]
+}
+
+const crossEntropyGrad: Kernel = (addon, backend, { dy, logits, targets, lse, weights }) => {
+  const [rows, cols] = require2d(FUSED_KERNELS.crossEntropyGrad, logits)
+  const out = new Float32Array(rows * cols)
+  addon.crossEntropyGrad(
+    f32(backend, logits),
+    i32(backend, targets),
+    weights ? f32(backend, weights) : NONE,
+    f32(backend, lse),
+    out,
+    rows,
+    cols,
+    f32(backend, dy)[0],
+  )
+  return make(backend, logits.shape, out)
+}
+
+const adamw: Kernel = (addon, backend, { param, grad, m, v }, attrs) => {
+  const { lr, beta1, beta2, eps, c1, c2, decay } = attrs as Record<string, number>
+  const n = count(param.shape)
+  const [po, mo, vo] = [0, 1, 2].map(() => new Float32Array(n))
+  addon.adamw(
+    f32(backend, param),
+    f32(backend, grad),
+    f32(backend, m),
+    f32(backend, v),
+    po,
+    mo,
+    vo,
+    n,
+    lr,
+    beta1,
+    1 - beta1,
+    beta2,
+    1 - beta2,
+    eps,
+    c1,
+    c2,
+    decay,
+  )
+  return [po, mo, vo].map((t) => make(backend, param.shape, t))
+}
+
+/** The fused kernels of @sprout/core's FUSED_KERNELS contract, by kernel name. */
+export const FUSED_TABLE: Record<string, Kernel> = {
+  [FUSED_KERNELS.gelu]: gelu,
+  [FUSED_KERNELS.geluGrad]: geluGrad,
+  [FUSED_KERNELS.layerNorm]: layerNorm,
+  [FUSED_KERNELS.layerNormGrad]: layerNormGrad,
+  [FUSED_KERNELS.attention]: attention,
+  [FUSED_KERNELS.attentionGrad]: attentionGrad,
+  [FUSED_KERNELS.crossEntropy]: crossEntropy,
+  [FUSED_KERNELS.crossEntropyGrad]: crossEntropyGrad,
+  [FUSED_KERNELS.adamw]: adamw,
+}
