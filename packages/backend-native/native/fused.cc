@@ -365,7 +365,8 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
 
 // crossEntropy(logits, targets, weights, lse, rows, cols) → loss: lse[i] = log Σ_j exp(logits[i, j]);
 // loss = mean_i (lse[i] − logits[i, t_i]), or Σ w_i(…) / max(Σ w, 1e-9) when weights is non-empty.
-// A target outside [0, cols) picks nothing (its term is lse alone), as a one-hot of it would.
+// A target outside [0, cols) contributes 0 (and no gradient) but still counts in the mean, as a
+// one-hot of it would.
 napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   READ_ARGS(6, "crossEntropy");
   const int64_t rows = r.N(4), cols = r.N(5);
@@ -384,7 +385,7 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
       const float l = m + std::log(ExpShifted(x, scratch.data(), cols, 1.0f, m));
       lse[i] = l;
       const int32_t t = targets[i];
-      const float term = l - (t >= 0 && t < cols ? x[t] : 0.0f);
+      const float term = t >= 0 && t < cols ? l - x[t] : 0.0f;
       const double w = weights ? weights[i] : 1.0;
       sum += w * term;
       wsum += w;
@@ -423,12 +424,16 @@ napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) {
   }
   ParallelFor(rows, 1 + kGrain / 8 / (cols + 1), [=](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
-      const float c = static_cast<float>(dy * (weights ? weights[i] : 1.0) / wsum);
+      const int32_t t = targets[i];
       float* g = dlogits + i * cols;
+      if (t < 0 || t >= cols) {
+        for (int64_t j = 0; j < cols; j++) g[j] = 0.0f;
+        continue;
+      }
+      const float c = static_cast<float>(dy * (weights ? weights[i] : 1.0) / wsum);
       ExpShifted(logits + i * cols, g, cols, 1.0f, lse[i]);
       for (int64_t j = 0; j < cols; j++) g[j] *= c;
-      const int32_t t = targets[i];
-      if (t >= 0 && t < cols) g[t] -= c;
+      g[t] -= c;
     }
   });
   return nullptr;

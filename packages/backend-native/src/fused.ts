@@ -4,7 +4,12 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
 
 type Info = tf.TensorInfo
-type Kernel = (addon: NativeAddon, backend: MathBackendCPU, inputs: Record<string, Info>, attrs: tf.NamedAttrMap) => Info | Info[]
+type Kernel = (
+  addon: NativeAddon,
+  backend: MathBackendCPU,
+  inputs: Record<string, Info>,
+  attrs: tf.NamedAttrMap,
+) => Info | Info[]
 
 const NONE = new Float32Array(0)
 
@@ -95,7 +100,19 @@ const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }
   const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attention, q, heads as number)
   const ctx = new Float32Array(count(q.shape))
   const probs = new Float32Array(B * H * T * T)
-  addon.attention(f32(backend, q), f32(backend, k), f32(backend, v), ctx, probs, B, T, H, hd, scale as number, causal ? 1 : 0)
+  addon.attention(
+    f32(backend, q),
+    f32(backend, k),
+    f32(backend, v),
+    ctx,
+    probs,
+    B,
+    T,
+    H,
+    hd,
+    scale as number,
+    causal ? 1 : 0,
+  )
   return [make(backend, q.shape, ctx), make(backend, [B, H, T, T], probs)]
 }
 

@@ -75,7 +75,12 @@ function registerKernels(addon: NativeAddon): void {
       kernelName: name,
       backendName: NATIVE_BACKEND,
       kernelFunc: (args) =>
-        kernel(addon, args.backend as MathBackendCPU, args.inputs as Record<string, tf.TensorInfo>, args.attrs ?? {}),
+        kernel(
+          addon,
+          args.backend as MathBackendCPU,
+          args.inputs as Record<string, tf.TensorInfo>,
+          args.attrs ?? {},
+        ),
     })
   const cpuBatchMatMul = cpuKernel('BatchMatMul')
   const cpuFused = cpuKernel('_FusedMatMul')

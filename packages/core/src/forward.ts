@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
-import { FUSED_KERNELS as K, fusedAttention, fusedCrossEntropy, fusedGelu, fusedNorm, hasFusedKernels } from './fused.js'
+import {
+  fusedAttention,
+  fusedCrossEntropy,
+  fusedGelu,
+  fusedNorm,
+  hasFusedKernels,
+  FUSED_KERNELS as K,
+} from './fused.js'
 import { moeMlp } from './moe.js'
 import type { Model, Params } from './params.js'
 import { attnWidth, isMoELayer, kvHeads, type TransformerSpec } from './spec.js'

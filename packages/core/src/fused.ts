@@ -50,7 +50,10 @@ function run(name: string, inputs: Record<string, tf.Tensor>, attrs: Attrs = {})
 
 /** customGrad with the save function split off the tensor arguments. */
 function withGradient(
-  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] },
+  f: (
+    inputs: tf.Tensor[],
+    save: tf.GradSaveFunc,
+  ) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] },
 ): (...inputs: tf.Tensor[]) => tf.Tensor {
   const g = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc
@@ -72,10 +75,20 @@ export function fusedGelu(x: tf.Tensor): tf.Tensor {
 }
 
 /** LayerNorm (or RMSNorm when rms) over the last axis with scale and optional shift, fused. */
-export function fusedNorm(x: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor | undefined, eps: number, rms: boolean): tf.Tensor {
+export function fusedNorm(
+  x: tf.Tensor,
+  scale: tf.Tensor,
+  shift: tf.Tensor | undefined,
+  eps: number,
+  rms: boolean,
+): tf.Tensor {
   const D = x.shape[x.shape.length - 1]!
   const op = withGradient(([xi, s, b], save) => {
-    const [y, mean, rstd] = run(FUSED_KERNELS.layerNorm, b ? { x: xi, scale: s, shift: b } : { x: xi, scale: s }, { eps, rms })
+    const [y, mean, rstd] = run(
+      FUSED_KERNELS.layerNorm,
+      b ? { x: xi, scale: s, shift: b } : { x: xi, scale: s },
+      { eps, rms },
+    )
     save([xi, s, mean, rstd])
     return {
       value: y,
@@ -91,7 +104,13 @@ export function fusedNorm(x: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor | und
  * Multi-head softmax attention on q, k, v [B, T, H·hd] (heads side by side in the last axis)
  * without splitting heads: returns the context [B, T, H·hd] before the output projection.
  */
-export function fusedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, causal: boolean): tf.Tensor {
+export function fusedAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  heads: number,
+  causal: boolean,
+): tf.Tensor {
   const scale = 1 / Math.sqrt(q.shape[2]! / heads)
   return withGradient(([qi, ki, vi], save) => {
     const [ctx, probs] = run(FUSED_KERNELS.attention, { q: qi, k: ki, v: vi }, { heads, scale, causal })
@@ -105,7 +124,11 @@ export function fusedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: 
 }
 
 /** Mean (or weighted mean) softmax cross-entropy of logits [N, C] against int32 targets [N], fused. */
-export function fusedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, weights?: tf.Tensor1D): tf.Scalar {
+export function fusedCrossEntropy(
+  logits: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  weights?: tf.Tensor1D,
+): tf.Scalar {
   const extra: Record<string, tf.Tensor> = weights ? { weights } : {}
   return withGradient(([l], save) => {
     const [loss, lse] = run(FUSED_KERNELS.crossEntropy, { logits: l, targets, ...extra })
@@ -114,7 +137,13 @@ export function fusedCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, wei
     return {
       value: loss,
       gradFunc: (dy, [sl, slse, st, sw]) =>
-        run(FUSED_KERNELS.crossEntropyGrad, { dy, logits: sl, targets: st, lse: slse, ...(sw ? { weights: sw } : {}) }),
+        run(FUSED_KERNELS.crossEntropyGrad, {
+          dy,
+          logits: sl,
+          targets: st,
+          lse: slse,
+          ...(sw ? { weights: sw } : {}),
+        }),
     }
   })(logits) as tf.Scalar
 }
