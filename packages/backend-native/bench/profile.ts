@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util'
 import { describeBackend, initModel, loss, parseSpec, selectBackend } from '@sprout/core'
+import { AdamW } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
 
 const { values } = parseArgs({
@@ -38,14 +39,18 @@ const spec = parseSpec({
   tieEmbeddings: true,
 })
 const init = initModel(spec, 1)
-const vars = Object.values(init.params).map((t) => tf.variable(t))
-const params = Object.fromEntries(Object.keys(init.params).map((k, i) => [k, vars[i]]))
+const vars = Object.fromEntries(Object.entries(init.params).map(([k, t]) => [k, tf.variable(t)]))
+const params = vars as Record<string, tf.Tensor>
 const shape = [n('batch'), n('seq-len')]
 const inputs = tf.randomUniform(shape, 0, n('vocab'), 'int32', 1)
 const targets = tf.randomUniform(shape, 0, n('vocab'), 'int32', 2)
-const opt = tf.train.adam(1e-3)
+// The trainer's AdamW, as \`sprout bench throughput\` and training use it.
+const opt = new AdamW(vars, { weightDecay: 0.01 })
 const step = () => {
-  opt.minimize(() => loss({ spec, params }, { inputs, targets }), false, vars)
+  const { value, grads } = tf.variableGrads(() => loss({ spec, params }, { inputs, targets }))
+  value.dataSync()
+  opt.apply(grads, 1e-4)
+  tf.dispose([value, ...Object.values(grads)])
 }
 
 for (let i = 0; i < 2; i++) step() // warm-up: optimizer slots, first-call costs

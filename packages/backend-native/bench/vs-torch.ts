@@ -1,7 +1,9 @@
 /**
  * Sprout (native backend, optionally cpu) against PyTorch eager on the same GPT-2-style decoder
  * (learned positions, pre-LN with biases, tanh-GELU 4× MLP, tied head, AdamW, random tokens),
- * both on 2 threads, one run after the other. Prints a markdown table with the tokens/s ratio.
+ * one run after the other. PyTorch runs twice: with torch.set_num_threads(2), the configuration
+ * the targets name, and with 1 thread, which is faster on some 2-vCPU machines (its OpenMP
+ * threads contend with its BLAS threads); the table gives the ratio to each.
  *   npx tsx packages/backend-native/bench/vs-torch.ts [--steps 5] [--cpu] [--only small|large]
  * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/bench built.
  */
@@ -33,9 +35,9 @@ const SHAPES: Shape[] = [
 const TORCH_SCRIPT = `
 import json, math, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
-torch.set_num_threads(2)
 torch.manual_seed(0)
-L, D, H, T, B, V, S = (int(a) for a in sys.argv[1:8])
+L, D, H, T, B, V, S, THREADS = (int(a) for a in sys.argv[1:9])
+torch.set_num_threads(THREADS)
 class Block(nn.Module):
     def __init__(self):
         super().__init__()
@@ -78,8 +80,8 @@ sec = (time.perf_counter() - start) / S
 print(json.dumps({"backend": "torch", "params": sum(p.numel() for p in model.parameters()), "stepSeconds": sec, "tokensPerSecond": B * T / sec}))
 `
 
-function runTorch(s: Shape, steps: number): Result {
-  const args = [s.layers, s.dModel, s.heads, s.seqLen, s.batch, s.vocab, steps].map(String)
+function runTorch(s: Shape, steps: number, threads: number): Result {
+  const args = [s.layers, s.dModel, s.heads, s.seqLen, s.batch, s.vocab, steps, threads].map(String)
   const r = spawnSync('/usr/bin/python3', ['-c', TORCH_SCRIPT, ...args], { encoding: 'utf8' })
   if (r.status !== 0)
     throw new Error(
@@ -110,18 +112,22 @@ const { values } = parseArgs({
 const steps = Number(values.steps)
 const rows: string[] = []
 for (const s of SHAPES.filter((x) => !values.only || x.name === values.only)) {
-  const torch = runTorch(s, steps)
+  const torch2 = runTorch(s, steps, 2)
+  const torch1 = runTorch(s, steps, 1)
   const native = await runSprout(s, steps, 'native')
   const cpu = values.cpu ? await runSprout(s, Math.max(1, Math.floor(steps / 2)), 'cpu') : null
-  const ratio = native.tokensPerSecond / torch.tokensPerSecond
+  const ratio2 = native.tokensPerSecond / torch2.tokensPerSecond
+  const ratio1 = native.tokensPerSecond / torch1.tokensPerSecond
   const tps = (r: Result | null) => (r ? Math.round(r.tokensPerSecond).toLocaleString('en-US') : '—')
   rows.push(
-    `| L${s.layers} D${s.dModel} H${s.heads} T${s.seqLen} B${s.batch} V${s.vocab} | ${native.params.toLocaleString('en-US')} | ${tps(cpu)} | ${tps(native)} | ${tps(torch)} | ${ratio.toFixed(2)}× (target ≥ ${s.target.toFixed(1)}×) |`,
+    `| L${s.layers} D${s.dModel} H${s.heads} T${s.seqLen} B${s.batch} V${s.vocab} | ${native.params.toLocaleString('en-US')} | ${tps(cpu)} | ${tps(native)} | ${tps(torch2)} | ${ratio2.toFixed(2)}× (target ≥ ${s.target.toFixed(1)}×) | ${tps(torch1)} | ${ratio1.toFixed(2)}× |`,
   )
   console.error(
-    `${s.name}: native ${tps(native)} tok/s, torch ${tps(torch)} tok/s, ratio ${ratio.toFixed(2)}`,
+    `${s.name}: native ${tps(native)} tok/s, torch 2 threads ${tps(torch2)} (${ratio2.toFixed(2)}×), torch 1 thread ${tps(torch1)} (${ratio1.toFixed(2)}×)`,
   )
 }
-console.log('| model | params | cpu tok/s | native tok/s | PyTorch tok/s | native / PyTorch |')
-console.log('|---|---:|---:|---:|---:|---:|')
+console.log(
+  '| model | params | cpu tok/s | native tok/s | PyTorch 2 threads tok/s | native / PyTorch 2 threads | PyTorch 1 thread tok/s | native / PyTorch 1 thread |',
+)
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|')
 for (const r of rows) console.log(r)
