@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
 import { floats } from './kernels.js'
+import { outputs } from './pool.js'
 
 export const BINARY_OPS = {
   Add: 0,
@@ -54,7 +55,7 @@ export function nativeBinary(
   const shape = broadcastShape(a.shape, b.shape)
   if (!shape) return null
   const size = shape.reduce((x, y) => x * y, 1)
-  const out = new Float32Array(size)
+  const out = outputs.take(size)
   if (size > 0) {
     const rank = Math.max(1, shape.length)
     const s = shape.length === 0 ? [1] : shape

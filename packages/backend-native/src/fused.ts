@@ -2,6 +2,7 @@ import { FUSED_KERNELS } from '@sprout/core'
 import type * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
+import { outputs } from './pool.js'
 
 type Info = tf.TensorInfo
 type Kernel = (
@@ -11,7 +12,7 @@ type Kernel = (
   attrs: tf.NamedAttrMap,
 ) => Info | Info[]
 
-const NONE = new Float32Array(0)
+const NONE = new Float32Array(0) // an absent optional input
 
 /** The tensor's values as float32 (cpu kernels sometimes leave float32 data in another array type). */
 function f32(backend: MathBackendCPU, t: Info): Float32Array {
@@ -36,22 +37,22 @@ function require2d(name: string, t: Info): [number, number] {
 }
 
 const gelu: Kernel = (addon, backend, { x }) => {
-  const out = new Float32Array(count(x.shape))
+  const out = outputs.take(count(x.shape))
   addon.gelu(f32(backend, x), out, out.length)
   return make(backend, x.shape, out)
 }
 
 const geluGrad: Kernel = (addon, backend, { x, dy }) => {
-  const out = new Float32Array(count(x.shape))
+  const out = outputs.take(count(x.shape))
   addon.geluGrad(f32(backend, x), f32(backend, dy), out, out.length)
   return make(backend, x.shape, out)
 }
 
 const layerNorm: Kernel = (addon, backend, { x, scale, shift }, { eps, rms }) => {
   const [rows, cols] = require2d(FUSED_KERNELS.layerNorm, x)
-  const y = new Float32Array(rows * cols)
-  const mean = new Float32Array(rows)
-  const rstd = new Float32Array(rows)
+  const y = outputs.take(rows * cols)
+  const mean = outputs.take(rows)
+  const rstd = outputs.take(rows)
   addon.layerNorm(
     f32(backend, x),
     f32(backend, scale),
@@ -69,9 +70,9 @@ const layerNorm: Kernel = (addon, backend, { x, scale, shift }, { eps, rms }) =>
 
 const layerNormGrad: Kernel = (addon, backend, { dy, x, scale, mean, rstd }, { rms, shift }) => {
   const [rows, cols] = require2d(FUSED_KERNELS.layerNormGrad, x)
-  const dx = new Float32Array(rows * cols)
-  const dscale = new Float32Array(cols)
-  const dshift = shift ? new Float32Array(cols) : NONE
+  const dx = outputs.take(rows * cols)
+  const dscale = outputs.take(cols)
+  const dshift = shift ? outputs.take(cols) : NONE
   addon.layerNormGrad(
     f32(backend, dy),
     f32(backend, x),
@@ -98,8 +99,8 @@ function attentionDims(name: string, q: Info, heads: number): [number, number, n
 
 const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }) => {
   const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attention, q, heads as number)
-  const ctx = new Float32Array(count(q.shape))
-  const probs = new Float32Array(B * H * T * T)
+  const ctx = outputs.take(count(q.shape))
+  const probs = outputs.take(B * H * T * T)
   addon.attention(
     f32(backend, q),
     f32(backend, k),
@@ -118,7 +119,7 @@ const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }
 
 const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, scale }) => {
   const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attentionGrad, q, heads as number)
-  const [dq, dk, dv] = [0, 1, 2].map(() => new Float32Array(count(q.shape)))
+  const [dq, dk, dv] = [0, 1, 2].map(() => outputs.take(count(q.shape)))
   addon.attentionGrad(
     f32(backend, dy),
     f32(backend, q),
@@ -139,7 +140,7 @@ const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, 
 
 const crossEntropy: Kernel = (addon, backend, { logits, targets, weights }) => {
   const [rows, cols] = require2d(FUSED_KERNELS.crossEntropy, logits)
-  const lse = new Float32Array(rows)
+  const lse = outputs.take(rows)
   const loss = addon.crossEntropy(
     f32(backend, logits),
     i32(backend, targets),
@@ -153,7 +154,7 @@ const crossEntropy: Kernel = (addon, backend, { logits, targets, weights }) => {
 
 const crossEntropyGrad: Kernel = (addon, backend, { dy, logits, targets, lse, weights }) => {
   const [rows, cols] = require2d(FUSED_KERNELS.crossEntropyGrad, logits)
-  const out = new Float32Array(rows * cols)
+  const out = outputs.take(rows * cols)
   addon.crossEntropyGrad(
     f32(backend, logits),
     i32(backend, targets),
@@ -170,7 +171,7 @@ const crossEntropyGrad: Kernel = (addon, backend, { dy, logits, targets, lse, we
 const adamw: Kernel = (addon, backend, { param, grad, m, v }, attrs) => {
   const { lr, beta1, beta2, eps, c1, c2, decay } = attrs as Record<string, number>
   const n = count(param.shape)
-  const [po, mo, vo] = [0, 1, 2].map(() => new Float32Array(n))
+  const [po, mo, vo] = [0, 1, 2].map(() => outputs.take(n))
   addon.adamw(
     f32(backend, param),
     f32(backend, grad),

@@ -6,6 +6,7 @@ import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
 import { FUSED_TABLE } from './fused.js'
 import { type KernelInputs, NATIVE_TABLE } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
+import { outputs } from './pool.js'
 
 export { ADDON_PATH, loadAddon, type NativeAddon } from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
@@ -29,7 +30,50 @@ let status: Status | null = null
 function cpuKernel(name: string): tf.KernelFunc {
   const k = tf.getKernel(name, 'cpu')
   if (!k) throw new Error(`tfjs cpu backend has no ${name} kernel`)
-  return k.kernelFunc
+  return sharing(k.kernelFunc)
+}
+
+/**
+ * Runs a cpu kernel and marks any input whose array it handed on (cpu Slice returns views of its
+ * input) as exposed, so the buffer pool never reuses memory another tensor still reads.
+ */
+function sharing(f: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const out = f(args)
+    const data = (args.backend as MathBackendCPU).data
+    const outs = Array.isArray(out) ? out : [out]
+    for (const input of Object.values(args.inputs)) {
+      const values = input ? data.get(input.dataId)?.values : undefined
+      if (!input || !ArrayBuffer.isView(values)) continue
+      for (const o of outs) {
+        const v = o.dataId !== input.dataId ? data.get(o.dataId)?.values : undefined
+        if (ArrayBuffer.isView(v) && v.buffer === values.buffer) outputs.expose(values)
+      }
+    }
+    return out
+  }
+}
+
+/** The cpu backend, returning removed native output arrays to the pool and marking read-out ones. */
+class NativeBackend extends MathBackendCPU {
+  override readSync(dataId: object): tf.backend_util.BackendValues {
+    const values = super.readSync(dataId)
+    outputs.expose(values)
+    return values
+  }
+
+  override async read(dataId: object): Promise<tf.backend_util.BackendValues> {
+    const values = await super.read(dataId)
+    outputs.expose(values)
+    return values
+  }
+
+  override disposeData(dataId: object, force = false): boolean {
+    const values = this.data.get(dataId)?.values
+    const removed = super.disposeData(dataId, force)
+    if (removed && !this.data.has(dataId)) outputs.give(values)
+    return removed
+  }
 }
 
 const ACTIVATIONS: Record<string, string> = {
@@ -44,7 +88,7 @@ const ACTIVATIONS: Record<string, string> = {
 function registerKernels(addon: NativeAddon): void {
   for (const config of tf.getKernelsForBackend('cpu'))
     if (!NATIVE_KERNELS.includes(config.kernelName))
-      tf.registerKernel({ ...config, backendName: NATIVE_BACKEND })
+      tf.registerKernel({ ...config, backendName: NATIVE_BACKEND, kernelFunc: sharing(config.kernelFunc) })
   for (const name of Object.keys(BINARY_OPS) as BinaryKernel[]) {
     const fallback = cpuKernel(name)
     tf.registerKernel({
@@ -156,7 +200,7 @@ export function registerNativeBackend(): Status {
   tf.registerBackend(
     NATIVE_BACKEND,
     () => {
-      const backend = new MathBackendCPU()
+      const backend = new NativeBackend()
       // Sprout prints its own backend line; silence the cpu backend's "install tfjs-node" banner.
       ;(backend as unknown as { firstUse: boolean }).firstUse = false
       return backend

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon, Word32Array } from './addon.js'
+import { outputs } from './pool.js'
 
 type Info = tf.TensorInfo
 
@@ -38,7 +39,7 @@ function ints(backend: MathBackendCPU, t: Info): Int32Array | null {
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
 
 function alloc(dtype: tf.DataType, n: number): Word32Array {
-  return dtype === 'int32' ? new Int32Array(n) : new Float32Array(n)
+  return dtype === 'int32' ? new Int32Array(n) : outputs.take(n)
 }
 
 export const UNARY_OPS = {
@@ -60,7 +61,7 @@ function unary(op: number): NativeKernel {
   return (addon, backend, { x }) => {
     const xv = floats(backend, x)
     if (!xv) return null
-    const out = new Float32Array(size(x.shape))
+    const out = outputs.take(size(x.shape))
     addon.unary(op, xv, out)
     return backend.makeTensorInfo(x.shape, 'float32', out)
   }
@@ -75,7 +76,7 @@ function reduce(op: number, axisAttr: 'axis' | 'reductionIndices'): NativeKernel
     const axes = tf.util.parseAxisParam(attrs[axisAttr] as number | number[], x.shape)
     const flags = Int32Array.from(x.shape, (_, d) => (axes.includes(d) ? 1 : 0))
     const kept = x.shape.filter((_, d) => !flags[d])
-    const out = new Float32Array(size(kept))
+    const out = outputs.take(size(kept))
     addon.reduce(op, xv, out, Int32Array.from(x.shape), flags)
     const shape = attrs.keepDims ? x.shape.map((d, i) => (flags[i] ? 1 : d)) : kept
     return backend.makeTensorInfo(shape, 'float32', out)
@@ -88,7 +89,7 @@ const softmax: NativeKernel = (addon, backend, { logits }, { dim }) => {
   if (!xv || rank === 0 || ((dim as number) !== -1 && dim !== rank - 1)) return null
   const cols = logits.shape[rank - 1]
   const rows = cols === 0 ? 0 : size(logits.shape) / cols
-  const out = new Float32Array(rows * cols)
+  const out = outputs.take(rows * cols)
   addon.softmax(xv, out, rows, cols)
   return backend.makeTensorInfo(logits.shape, 'float32', out)
 }
@@ -127,7 +128,7 @@ const segmentSum: NativeKernel = (addon, backend, { x, segmentIds }, { numSegmen
   const rest = x.shape.slice(1)
   const inner = size(rest)
   const segs = numSegments as number
-  const out = new Float32Array(segs * inner)
+  const out = new Float32Array(segs * inner) // zeroed: the kernel accumulates into it
   addon.segmentSum(xv, ids, out, segs, inner)
   return backend.makeTensorInfo([segs, ...rest], 'float32', out)
 }

@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs'
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import type { NativeAddon } from './addon.js'
 import { floats } from './kernels.js'
+import { outputs } from './pool.js'
 
 type Info = tf.TensorInfo
 
@@ -41,7 +42,7 @@ export function nativeBatchMatMul(
       batchB.length >= batchA.length ? batchB : [...batchA.slice(0, batchA.length - batchB.length), ...batchB]
   else return null
   const batch = Math.max(sizeA, sizeB)
-  const out = new Float32Array(batch * m * n)
+  const out = outputs.take(batch * m * n)
   addon.sgemmBatched(
     av,
     bv,
