@@ -294,70 +294,81 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// attention(q, k, v, ctx, probs, B, T, H, hd, scale, causal): q, k, v, ctx are [B, T, H·hd]
-// (head h in columns h·hd..), probs [B, H, T, T] = softmax(scale·q·kᵀ) (causal: row i sees
-// columns ≤ i), ctx = probs·v. Heads run in parallel, each on single-threaded BLAS with strided
-// operands, so no head split or transpose is ever materialised.
+// attention(q, k, v, ctx, probs, B, T, H, KV, hd, scale, causal): q and ctx are [B, T, H·hd],
+// k and v [B, T, KV·hd] (head h in columns h·hd..; query head h reads key/value head h / (H/KV),
+// grouped-query attention when KV < H). probs [B, H, T, T] = softmax(scale·q·kᵀ) (causal: row i
+// sees columns ≤ i), ctx = probs·v. Heads run in parallel, each on single-threaded BLAS with
+// strided operands, so no head split or transpose is ever materialised.
 napi_value Attention(napi_env env, napi_callback_info info) {
-  READ_ARGS(11, "attention");
-  const int64_t B = r.N(5), T = r.N(6), H = r.N(7), hd = r.N(8);
-  const float scale = static_cast<float>(r.D(9));
-  const bool causal = r.D(10) != 0;
-  const int64_t D = H * hd, n = B * T * D;
-  const float* q = r.F(0, n);
-  const float* k = r.F(1, n);
-  const float* v = r.F(2, n);
-  float* ctx = r.F(3, n);
+  READ_ARGS(12, "attention");
+  const int64_t B = r.N(5), T = r.N(6), H = r.N(7), KV = r.N(8), hd = r.N(9);
+  const float scale = static_cast<float>(r.D(10));
+  const bool causal = r.D(11) != 0;
+  if (KV < 1 || H % KV != 0) return Fail(env, "attention: heads must be a multiple of kvHeads");
+  const int64_t D = H * hd, DK = KV * hd, g = H / KV;
+  const float* q = r.F(0, B * T * D);
+  const float* k = r.F(1, B * T * DK);
+  const float* v = r.F(2, B * T * DK);
+  float* ctx = r.F(3, B * T * D);
   float* probs = r.F(4, B * H * T * T);
   CHECK_ARGS("attention: bad arguments");
-  if (n == 0 || T == 0) return nullptr;
-  const int t = static_cast<int>(T), d = static_cast<int>(D), h = static_cast<int>(hd);
+  if (B * T * D == 0) return nullptr;
+  const int t = static_cast<int>(T), d = static_cast<int>(D), dk = static_cast<int>(DK), h = static_cast<int>(hd);
   PerItemBlas(B * H, [=](int64_t b0, int64_t e0) {
     for (int64_t bh = b0; bh < e0; bh++) {
-      const int64_t base = (bh / H) * T * D + (bh % H) * hd;
+      const int64_t b = bh / H, head = bh % H;
+      const int64_t qBase = b * T * D + head * hd, kBase = b * T * DK + (head / g) * hd;
       float* p = probs + bh * T * T;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, q + base, d, k + base, d, 0.0f, p, t);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, q + qBase, d, k + kBase, dk, 0.0f, p, t);
       for (int64_t i = 0; i < T; i++) SoftmaxRow(p + i * T, p + i * T, causal ? i + 1 : T, T, scale);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, p, t, v + base, d, 0.0f, ctx + base, d);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, p, t, v + kBase, dk, 0.0f, ctx + qBase, d);
     }
   });
   return nullptr;
 }
 
-// attentionGrad(dctx, q, k, v, probs, dq, dk, dv, B, T, H, hd, scale): with P = probs and
-// dP = dctx·vᵀ, dS = scale·P∘(dP − rowsum(P∘dP)); dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dctx.
+// attentionGrad(dctx, q, k, v, probs, dq, dk, dv, B, T, H, KV, hd, scale): with P = probs and
+// dP = dctx·vᵀ, dS = scale·P∘(dP − rowsum(P∘dP)); dq = dS·k, dk = Σ_group dSᵀ·q, dv = Σ_group Pᵀ·dctx.
+// Work is split by key/value head so each thread owns the dk/dv columns it accumulates into.
 napi_value AttentionGrad(napi_env env, napi_callback_info info) {
-  READ_ARGS(13, "attentionGrad");
-  const int64_t B = r.N(8), T = r.N(9), H = r.N(10), hd = r.N(11);
-  const float scale = static_cast<float>(r.D(12));
-  const int64_t D = H * hd, n = B * T * D;
-  const float* dctx = r.F(0, n);
-  const float* q = r.F(1, n);
-  const float* k = r.F(2, n);
-  const float* v = r.F(3, n);
+  READ_ARGS(14, "attentionGrad");
+  const int64_t B = r.N(8), T = r.N(9), H = r.N(10), KV = r.N(11), hd = r.N(12);
+  const float scale = static_cast<float>(r.D(13));
+  if (KV < 1 || H % KV != 0) return Fail(env, "attentionGrad: heads must be a multiple of kvHeads");
+  const int64_t D = H * hd, DK = KV * hd, g = H / KV;
+  const float* dctx = r.F(0, B * T * D);
+  const float* q = r.F(1, B * T * D);
+  const float* k = r.F(2, B * T * DK);
+  const float* v = r.F(3, B * T * DK);
   const float* probs = r.F(4, B * H * T * T);
-  float* dq = r.F(5, n);
-  float* dk = r.F(6, n);
-  float* dv = r.F(7, n);
+  float* dq = r.F(5, B * T * D);
+  float* dk = r.F(6, B * T * DK);
+  float* dv = r.F(7, B * T * DK);
   CHECK_ARGS("attentionGrad: bad arguments");
-  if (n == 0 || T == 0) return nullptr;
-  const int t = static_cast<int>(T), d = static_cast<int>(D), h = static_cast<int>(hd);
-  PerItemBlas(B * H, [=](int64_t b0, int64_t e0) {
+  if (B * T * D == 0) return nullptr;
+  const int t = static_cast<int>(T), d = static_cast<int>(D), dkw = static_cast<int>(DK), h = static_cast<int>(hd);
+  PerItemBlas(B * KV, [=](int64_t b0, int64_t e0) {
     std::vector<float> ds(T * T);
-    for (int64_t bh = b0; bh < e0; bh++) {
-      const int64_t base = (bh / H) * T * D + (bh % H) * hd;
-      const float* p = probs + bh * T * T;
-      float* s = ds.data();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, dctx + base, d, v + base, d, 0.0f, s, t);
-      for (int64_t i = 0; i < T; i++) {
-        const float* pr = p + i * T;
-        float* sr = s + i * T;
-        const float dot = Dot(pr, sr, T);
-        for (int64_t j = 0; j < T; j++) sr[j] = scale * pr[j] * (sr[j] - dot);
+    float* s = ds.data();
+    for (int64_t bk = b0; bk < e0; bk++) {
+      const int64_t b = bk / KV, kvHead = bk % KV;
+      const int64_t kBase = b * T * DK + kvHead * hd;
+      for (int64_t j = 0; j < g; j++) {
+        const int64_t head = kvHead * g + j;
+        const int64_t qBase = b * T * D + head * hd;
+        const float* p = probs + (b * H + head) * T * T;
+        const float beta = j == 0 ? 0.0f : 1.0f;  // the group's first head overwrites, the rest add
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, dctx + qBase, d, v + kBase, dkw, 0.0f, s, t);
+        for (int64_t i = 0; i < T; i++) {
+          const float* pr = p + i * T;
+          float* sr = s + i * T;
+          const float dot = Dot(pr, sr, T);
+          for (int64_t c = 0; c < T; c++) sr[c] = scale * pr[c] * (sr[c] - dot);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, s, t, k + kBase, dkw, 0.0f, dq + qBase, d);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, s, t, q + qBase, d, beta, dk + kBase, dkw);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, p, t, dctx + qBase, d, beta, dv + kBase, dkw);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, s, t, k + base, d, 0.0f, dq + base, d);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, s, t, q + base, d, 0.0f, dk + base, d);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, p, t, dctx + base, d, 0.0f, dv + base, d);
     }
   });
   return nullptr;

@@ -90,6 +90,7 @@ export interface NativeAddon {
     batch: number,
     seqLen: number,
     heads: number,
+    kvHeads: number,
     headDim: number,
     scale: number,
     causal: number,
@@ -106,6 +107,7 @@ export interface NativeAddon {
     batch: number,
     seqLen: number,
     heads: number,
+    kvHeads: number,
     headDim: number,
     scale: number,
   ): void

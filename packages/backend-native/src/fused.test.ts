@@ -99,12 +99,31 @@ function compositeGelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)))
 }
 
-function compositeAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, H: number, causal: boolean): tf.Tensor {
+function compositeAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  H: number,
+  KV: number,
+  causal: boolean,
+): tf.Tensor {
   const [B, T, D] = q.shape
-  const split = (t: tf.Tensor) => t.reshape([B, T, H, D / H]).transpose([0, 2, 1, 3])
-  let scores = tf.mul(tf.matMul(split(q), split(k), false, true), 1 / Math.sqrt(D / H))
+  const hd = D / H
+  const split = (t: tf.Tensor, heads: number) => t.reshape([B, T, heads, hd]).transpose([0, 2, 1, 3])
+  // Key/value head j serves query heads j·g .. j·g + g − 1.
+  const repeat = (t: tf.Tensor) =>
+    tf.stack(
+      Array.from({ length: H }, (_, h) =>
+        tf.slice(t, [0, (h / (H / KV)) | 0, 0, 0], [B, 1, T, hd]).squeeze([1]),
+      ),
+      1,
+    )
+  let scores = tf.mul(tf.matMul(split(q, H), repeat(split(k, KV)), false, true), 1 / Math.sqrt(hd))
   if (causal) scores = tf.add(scores, tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([T, T]), -1, 0)), -1e9))
-  return tf.matMul(tf.softmax(scores), split(v)).transpose([0, 2, 1, 3]).reshape([B, T, D])
+  return tf
+    .matMul(tf.softmax(scores), repeat(split(v, KV)))
+    .transpose([0, 2, 1, 3])
+    .reshape([B, T, D])
 }
 
 describe.skipIf(!available)('fused kernels (native) against the composite ops (cpu)', () => {
@@ -151,17 +170,23 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
         })
 
   for (const causal of [true, false])
-    for (const [B, T, H, hd] of [
-      [2, 5, 3, 4],
-      [1, 1, 1, 8],
-      [3, 33, 2, 5],
-      [2, 64, 4, 16],
+    for (const [B, T, H, KV, hd] of [
+      [2, 5, 3, 3, 4],
+      [1, 1, 1, 1, 8],
+      [3, 33, 2, 2, 5],
+      [2, 64, 4, 4, 16],
+      [2, 9, 6, 2, 4],
+      [1, 17, 4, 1, 8],
     ])
-      it(`attention B${B} T${T} H${H} hd${hd} ${causal ? 'causal' : 'bidirectional'}: values and gradients`, () => {
-        const inputs = () => [1, 2, 3].map((s) => tensor([B, T, H * hd], 10 + s, -1.5, 1.5))
+      it(`attention B${B} T${T} H${H} KV${KV} hd${hd} ${causal ? 'causal' : 'bidirectional'}: values and gradients`, () => {
+        const inputs = () => [
+          tensor([B, T, H * hd], 11, -1.5, 1.5),
+          tensor([B, T, KV * hd], 12, -1.5, 1.5),
+          tensor([B, T, KV * hd], 13, -1.5, 1.5),
+        ]
         agree(
-          () => valueAndGrads((q, k, v) => fusedAttention(q, k, v, H, causal), inputs),
-          () => valueAndGrads((q, k, v) => compositeAttention(q, k, v, H, causal), inputs),
+          () => valueAndGrads((q, k, v) => fusedAttention(q, k, v, H, KV, causal), inputs),
+          () => valueAndGrads((q, k, v) => compositeAttention(q, k, v, H, KV, causal), inputs),
           2e-5,
         )
       })
@@ -181,6 +206,7 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
           tf.tensor(k, [B, T, D]),
           tf.tensor(v, [B, T, D]),
           H,
+          H,
           true,
         )
         return tf.sum(tf.mul(ctx, tf.tensor(w, [B, T, D]))).dataSync()[0]
@@ -190,7 +216,7 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
         .grad((x: tf.Tensor) =>
           tf.sum(
             tf.mul(
-              fusedAttention(x, tf.tensor(k, [B, T, D]), tf.tensor(v, [B, T, D]), H, true),
+              fusedAttention(x, tf.tensor(k, [B, T, D]), tf.tensor(v, [B, T, D]), H, H, true),
               tf.tensor(w, [B, T, D]),
             ),
           ),
@@ -243,58 +269,82 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
     })
   })
 
-  it('a decoder training loss and its gradients equal the composite path, and the fused kernels run', async () => {
-    const spec = parseSpec({
-      family: 'decoder',
-      vocabSize: 29,
-      maxSeqLen: 12,
-      dModel: 24,
-      nLayers: 2,
-      nHeads: 3,
-      dFF: 96,
-      activation: 'gelu_tanh',
-      positional: 'learned',
-      normPlacement: 'pre',
-      bias: true,
-      tieEmbeddings: true,
+  const decoders = {
+    'GPT-2-style': {
+      spec: { activation: 'gelu_tanh', positional: 'learned', bias: true, tieEmbeddings: true },
+      kernels: [
+        'gelu',
+        'geluGrad',
+        'layerNorm',
+        'layerNormGrad',
+        'attention',
+        'attentionGrad',
+        'crossEntropy',
+        'crossEntropyGrad',
+      ],
+    },
+    'LLaMA-style (RMSNorm, SwiGLU, rotary, grouped-query)': {
+      spec: {
+        norm: 'rmsnorm',
+        activation: 'swiglu',
+        positional: 'rotary',
+        nKVHeads: 1,
+        bias: false,
+        tieEmbeddings: false,
+      },
+      kernels: [
+        'layerNorm',
+        'layerNormGrad',
+        'attention',
+        'attentionGrad',
+        'crossEntropy',
+        'crossEntropyGrad',
+      ],
+    },
+  } as const
+  for (const [name, { spec: fields, kernels }] of Object.entries(decoders))
+    it(`a ${name} decoder's training loss and gradients equal the composite path, and the fused kernels run`, async () => {
+      const spec = parseSpec({
+        family: 'decoder',
+        vocabSize: 29,
+        maxSeqLen: 12,
+        dModel: 24,
+        nLayers: 2,
+        nHeads: 3,
+        dFF: 96,
+        normPlacement: 'pre',
+        ...fields,
+      })
+      const ids = (f: (i: number) => number) =>
+        tf.tensor2d(
+          Int32Array.from({ length: 24 }, (_, i) => f(i) % 29),
+          [2, 12],
+          'int32',
+        )
+      const step = () => {
+        const model = initModel(spec, 3)
+        const names = Object.keys(model.params)
+        const { value, grads } = tf.valueAndGrads(
+          (...ps: tf.Tensor[]) =>
+            computeLoss(
+              { spec, params: Object.fromEntries(names.map((n, i) => [n, ps[i]])) },
+              { inputs: ids((i) => i * 7), targets: ids((i) => i * 5 + 3) },
+              { training: true },
+            ).loss,
+        )(names.map((n) => model.params[n]))
+        return [value, ...grads]
+      }
+      setFusedKernels(false)
+      const want = run('native', step)
+      setFusedKernels(true)
+      const got = run('native', step)
+      expectClose(got, want, 1e-4)
+      tf.setBackend('native')
+      const { kernelNames } = await tf.profile(() => {
+        tf.dispose(step())
+      })
+      for (const k of kernels) expect(kernelNames).toContain(FUSED_KERNELS[k])
     })
-    const inputsOf = () =>
-      tf.tensor2d(
-        Int32Array.from({ length: 24 }, (_, i) => (i * 7) % 29),
-        [2, 12],
-        'int32',
-      )
-    const targetsOf = () =>
-      tf.tensor2d(
-        Int32Array.from({ length: 24 }, (_, i) => (i * 5 + 3) % 29),
-        [2, 12],
-        'int32',
-      )
-    const step = () => {
-      const model = initModel(spec, 3)
-      const names = Object.keys(model.params)
-      const { value, grads } = tf.valueAndGrads(
-        (...ps: tf.Tensor[]) =>
-          computeLoss(
-            { spec, params: Object.fromEntries(names.map((n, i) => [n, ps[i]])) },
-            { inputs: inputsOf(), targets: targetsOf() },
-            { training: true },
-          ).loss,
-      )(names.map((n) => model.params[n]))
-      return [value, ...grads]
-    }
-    setFusedKernels(false)
-    const want = run('native', step)
-    setFusedKernels(true)
-    const got = run('native', step)
-    expectClose(got, want, 1e-4)
-    tf.setBackend('native')
-    const { kernelNames } = await tf.profile(() => {
-      tf.dispose(step())
-    })
-    for (const name of Object.values(FUSED_KERNELS).filter((n) => n !== FUSED_KERNELS.adamw))
-      expect(kernelNames).toContain(name)
-  })
 
   it("the trainer's AdamW takes the fused kernel and matches the composite update over three steps", () => {
     tf.setBackend('native')

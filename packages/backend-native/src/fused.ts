@@ -90,15 +90,23 @@ const layerNormGrad: Kernel = (addon, backend, { dy, x, scale, mean, rstd }, { r
   return shift ? [...grads, make(backend, [cols], dshift)] : grads
 }
 
-function attentionDims(name: string, q: Info, heads: number): [number, number, number, number] {
+function attentionDims(name: string, q: Info, k: Info, heads: number, kvHeads: number) {
   const [B, T, D] = q.shape
-  if (q.shape.length !== 3 || D % heads !== 0)
-    throw new Error(`${name} expects [B, T, heads·headDim] inputs, got [${q.shape}] with ${heads} heads`)
-  return [B, T, heads, D / heads]
+  const hd = D / heads
+  if (
+    q.shape.length !== 3 ||
+    !Number.isInteger(hd) ||
+    heads % kvHeads !== 0 ||
+    k.shape.join() !== [B, T, kvHeads * hd].join()
+  )
+    throw new Error(
+      `${name} expects q [B, T, heads·headDim] and k, v [B, T, kvHeads·headDim], got [${q.shape}] and [${k.shape}] with ${heads}/${kvHeads} heads`,
+    )
+  return { B, T, H: heads, KV: kvHeads, hd }
 }
 
-const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }) => {
-  const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attention, q, heads as number)
+const attention: Kernel = (addon, backend, { q, k, v }, { heads, kvHeads, scale, causal }) => {
+  const { B, T, H, KV, hd } = attentionDims(FUSED_KERNELS.attention, q, k, heads as number, kvHeads as number)
   const ctx = outputs.take(count(q.shape))
   const probs = outputs.take(B * H * T * T)
   addon.attention(
@@ -110,6 +118,7 @@ const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }
     B,
     T,
     H,
+    KV,
     hd,
     scale as number,
     causal ? 1 : 0,
@@ -117,9 +126,16 @@ const attention: Kernel = (addon, backend, { q, k, v }, { heads, scale, causal }
   return [make(backend, q.shape, ctx), make(backend, [B, H, T, T], probs)]
 }
 
-const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, scale }) => {
-  const [B, T, H, hd] = attentionDims(FUSED_KERNELS.attentionGrad, q, heads as number)
-  const [dq, dk, dv] = [0, 1, 2].map(() => outputs.take(count(q.shape)))
+const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, kvHeads, scale }) => {
+  const { B, T, H, KV, hd } = attentionDims(
+    FUSED_KERNELS.attentionGrad,
+    q,
+    k,
+    heads as number,
+    kvHeads as number,
+  )
+  const dq = outputs.take(count(q.shape))
+  const [dk, dv] = [0, 1].map(() => outputs.take(count(k.shape)))
   addon.attentionGrad(
     f32(backend, dy),
     f32(backend, q),
@@ -132,10 +148,11 @@ const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, 
     B,
     T,
     H,
+    KV,
     hd,
     scale as number,
   )
-  return [dq, dk, dv].map((g) => make(backend, q.shape, g))
+  return [make(backend, q.shape, dq), make(backend, k.shape, dk), make(backend, k.shape, dv)]
 }
 
 const crossEntropy: Kernel = (addon, backend, { logits, targets, weights }) => {

@@ -185,9 +185,18 @@ export function attention(
   const H = spec.nHeads
   const KV = kvHeads(spec)
   const hd = spec.headDim
-  if (spec.positional !== 'rotary' && KV === H && hasFusedKernels(K.attention, K.attentionGrad)) {
-    const [q, k, v] = (['q', 'k', 'v'] as const).map((n) => linearNamed(x, params, `${prefix}.${n}`))
-    return linearNamed(fusedAttention(q, k, v, H, causal), params, `${prefix}.o`)
+  if (hasFusedKernels(K.attention, K.attentionGrad)) {
+    let [q, k, v] = (['q', 'k', 'v'] as const).map((n) => linearNamed(x, params, `${prefix}.${n}`))
+    if (spec.positional === 'rotary') {
+      // Rotate each head in place: view [B, T, heads, hd] against tables broadcast as [T, 1, hd].
+      const { cos, sin } = rotaryTables(T!, hd, spec.ropeTheta ?? 10000)
+      const [c, s] = [cos.reshape([T!, 1, hd]), sin.reshape([T!, 1, hd])]
+      const rotate = (t: tf.Tensor, heads: number) =>
+        applyRotary(t.reshape([B!, T!, heads, hd]), c, s).reshape(t.shape)
+      q = rotate(q, H)
+      k = rotate(k, KV)
+    }
+    return linearNamed(fusedAttention(q, k, v, H, KV, causal), params, `${prefix}.o`)
   }
   const split = (t: tf.Tensor, heads: number) => t.reshape([B, T, heads, hd]).transpose([0, 2, 1, 3])
   let q = split(linearNamed(x, params, `${prefix}.q`), H)

@@ -8,8 +8,9 @@ import * as tf from '@tensorflow/tfjs'
  * - gelu {x} → y (tanh approximation); geluGrad {x, dy} → dx
  * - layerNorm {x [N, D], scale [D], shift? [D]}, attrs {eps, rms} → [y, mean [N], rstd [N]]
  *   (rms: RMSNorm, mean 0); layerNormGrad {dy, x, scale, mean, rstd}, attrs {rms, shift} → [dx, dscale, dshift?]
- * - attention {q, k, v [B, T, H·hd]}, attrs {heads, scale, causal} → [ctx [B, T, H·hd], probs [B, H, T, T]];
- *   attentionGrad {dy, q, k, v, probs}, attrs {heads, scale} → [dq, dk, dv]
+ * - attention {q [B, T, H·hd], k, v [B, T, KV·hd]}, attrs {heads, kvHeads, scale, causal}
+ *   → [ctx [B, T, H·hd], probs [B, H, T, T]]; attentionGrad {dy, q, k, v, probs}, attrs
+ *   {heads, kvHeads, scale} → [dq, dk, dv]
  * - crossEntropy {logits [N, C], targets int32 [N], weights? [N]} → [loss scalar, lse [N]]
  *   (mean, or Σwᵢ·lossᵢ / max(Σw, 1e-9)); crossEntropyGrad {dy scalar, logits, targets, lse, weights?} → dlogits
  * - adamw {param, grad, m, v}, attrs {lr, beta1, beta2, eps, c1, c2, decay} → [param, m, v]
@@ -101,24 +102,30 @@ export function fusedNorm(
 }
 
 /**
- * Multi-head softmax attention on q, k, v [B, T, H·hd] (heads side by side in the last axis)
- * without splitting heads: returns the context [B, T, H·hd] before the output projection.
+ * Multi-head softmax attention without splitting heads: q [B, T, H·hd] and k, v [B, T, KV·hd]
+ * (heads side by side in the last axis; query head h reads key/value head h / (H/KV), so KV < H
+ * is grouped-query attention). Returns the context [B, T, H·hd] before the output projection.
  */
 export function fusedAttention(
   q: tf.Tensor,
   k: tf.Tensor,
   v: tf.Tensor,
   heads: number,
+  kvHeads: number,
   causal: boolean,
 ): tf.Tensor {
   const scale = 1 / Math.sqrt(q.shape[2]! / heads)
   return withGradient(([qi, ki, vi], save) => {
-    const [ctx, probs] = run(FUSED_KERNELS.attention, { q: qi, k: ki, v: vi }, { heads, scale, causal })
+    const [ctx, probs] = run(
+      FUSED_KERNELS.attention,
+      { q: qi, k: ki, v: vi },
+      { heads, kvHeads, scale, causal },
+    )
     save([qi, ki, vi, probs])
     return {
       value: ctx,
       gradFunc: (dy, [sq, sk, sv, sp]) =>
-        run(FUSED_KERNELS.attentionGrad, { dy, q: sq, k: sk, v: sv, probs: sp }, { heads, scale }),
+        run(FUSED_KERNELS.attentionGrad, { dy, q: sq, k: sk, v: sv, probs: sp }, { heads, kvHeads, scale }),
     }
   })(q, k, v)
 }
