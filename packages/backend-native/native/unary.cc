@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "fastmath.h"
 
 namespace sprout {
 namespace {
@@ -24,8 +25,40 @@ inline float Apply(float x) {
   }
 }
 
+// exp, tanh and sigmoid through FastExp so the loops vectorize (std::exp and std::tanh do not:
+// tanh alone took 22 ms over 2 M floats). Overflow and underflow stay those of std::exp.
+SPROUT_CLONES void ExpRange(const float* x, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++)
+    out[i] = x[i] > 88.7228f ? __builtin_inff() : x[i] < -103.98f ? 0.0f : FastExp(x[i]);
+}
+
+// tanh(x) = 1 − 2 / (e^{2x} + 1) away from 0; a 5-term series below |x| = 0.25 keeps relative accuracy.
+SPROUT_CLONES void TanhRange(const float* x, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i], v2 = v * v;
+    const float series = v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 + v2 * (62.0f / 2835)))));
+    const float viaExp = 1.0f - 2.0f / (FastExp(2.0f * v) + 1.0f);
+    out[i] = (v < 0.25f && v > -0.25f) ? series : viaExp;
+  }
+}
+
+SPROUT_CLONES void SigmoidRange(const float* x, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + FastExp(-x[i]));
+}
+
 template <int Op>
 void Run(const float* x, float* out, int64_t n) {
+  if (Op == 0 || Op == 2 || Op == 7) {
+    ParallelFor(n, kGrain / 4, [=](int64_t b, int64_t e) {
+      if (Op == 0) ExpRange(x + b, out + b, e - b);
+      if (Op == 2) TanhRange(x + b, out + b, e - b);
+      if (Op == 7) SigmoidRange(x + b, out + b, e - b);
+    });
+    return;
+  }
   // exp, log, tanh, sigmoid and erf cost several times a multiply.
   constexpr bool heavy = Op == 0 || Op == 1 || Op == 2 || Op == 7 || Op == 9;
   ParallelFor(n, heavy ? kGrain / 8 : kGrain, [=](int64_t b, int64_t e) {

@@ -89,6 +89,26 @@ describe.skipIf(!available)('native kernels against cpu', () => {
       )
     })
 
+  it('exp, tanh and sigmoid (vectorised) keep infinities, NaN, underflow and tiny arguments of cpu', () => {
+    const special = [
+      Number.NEGATIVE_INFINITY,
+      Number.POSITIVE_INFINITY,
+      Number.NaN,
+      1e-8,
+      -1e-8,
+      1e-30,
+      0,
+      -0.2499,
+      0.2501,
+    ]
+    const wide = [-120, -104, -100, -90, -87.5, 88.5, 88.8, 100, ...special]
+    for (const f of [tf.exp, tf.tanh, tf.sigmoid]) agree(() => f(tf.tensor1d(wide)), 2e-6)
+    tf.setBackend('native')
+    const tiny = tf.tidy(() => tf.tanh(tf.tensor1d([1e-8, -3e-6, 0.2])).dataSync())
+    expect(Math.abs(tiny[0] / 1e-8 - 1)).toBeLessThan(1e-6)
+    expect(Math.abs(tiny[1] / -3e-6 - 1)).toBeLessThan(1e-6)
+  })
+
   it('tensors large enough to split across threads agree with cpu (unary, binary, reductions, softmax, transpose, gather)', () => {
     const shape = [300, 1031]
     const v = rand(count(shape), 30)
