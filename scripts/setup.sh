@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-have_blas() { ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so' && [ -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]; }
+# grep reads all of ldconfig's output (not -q): under pipefail, an early exit would SIGPIPE
+# ldconfig and make the check fail at random.
+have_blas() { ldconfig -p 2>/dev/null | grep 'libopenblas\.so' >/dev/null && [ -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]; }
 if ! have_blas; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing OpenBLAS (libopenblas-dev) with apt-get"

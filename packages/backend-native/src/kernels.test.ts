@@ -1,16 +1,9 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
+import { rand } from './random.testutil.js'
 
 const available = loadAddon().ok
-
-function rand(n: number, seed: number, lo = -2, hi = 2): Float32Array {
-  let s = seed >>> 0
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return lo + ((hi - lo) * s) / 2 ** 32
-  })
-}
 
 const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
 

@@ -1,16 +1,9 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
+import { rand } from './random.testutil.js'
 
 const available = loadAddon().ok
-
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return s / 2 ** 32 - 0.5
-  })
-}
 
 /** Runs f on a backend with tensors built from plain arrays there, returning plain values. */
 function on<T extends tf.TensorContainer>(backend: string, f: () => T): T {
@@ -54,10 +47,14 @@ describe.skipIf(!available)('native backend', () => {
           const av = rand(
             shapeA.reduce((x, y) => x * y, 1),
             1,
+            -0.5,
+            0.5,
           )
           const bv = rand(
             shapeB.reduce((x, y) => x * y, 1),
             2,
+            -0.5,
+            0.5,
           )
           const run = () => {
             const r = tf.matMul(tf.tensor(av, shapeA), tf.tensor(bv, shapeB), ta, tb)
@@ -104,11 +101,15 @@ describe.skipIf(!available)('native backend', () => {
         const av = rand(
           sa.reduce((x, y) => x * y, 1),
           7,
+          -0.5,
+          0.5,
         )
         const bv = Float32Array.from(
           rand(
             sb.reduce((x, y) => x * y, 1),
             8,
+            -0.5,
+            0.5,
           ),
           (v) => v + (op === 'div' ? 1 : 0),
         )
@@ -124,8 +125,8 @@ describe.skipIf(!available)('native backend', () => {
       })
 
   it('gradients through broadcast arithmetic equal cpu; int32 arithmetic falls back', () => {
-    const av = rand(2 * 3 * 4, 9)
-    const bv = Float32Array.from(rand(3 * 1, 10), (v) => v + 2)
+    const av = rand(2 * 3 * 4, 9, -0.5, 0.5)
+    const bv = Float32Array.from(rand(3 * 1, 10, -0.5, 0.5), (v) => v + 2)
     const run = () => {
       const a = tf.tensor(av, [2, 3, 4])
       const b = tf.tensor(bv, [3, 1])
@@ -144,9 +145,9 @@ describe.skipIf(!available)('native backend', () => {
   })
 
   it('gradients through matMul and fused matMul (bias, relu) equal cpu', () => {
-    const av = rand(4 * 6, 3)
-    const bv = rand(6 * 5, 4)
-    const biasv = rand(5, 5)
+    const av = rand(4 * 6, 3, -0.5, 0.5)
+    const bv = rand(6 * 5, 4, -0.5, 0.5)
+    const biasv = rand(5, 5, -0.5, 0.5)
     const run = () => {
       const a = tf.tensor(av, [4, 6])
       const b = tf.tensor(bv, [6, 5])
@@ -175,8 +176,8 @@ describe.skipIf(!available)('native backend', () => {
 
   it('leaks no tensors and keeps resident memory flat over 500 small training steps', () => {
     tf.setBackend('native')
-    const w = tf.variable(tf.tensor(rand(16 * 16, 6), [16, 16]))
-    const table = tf.variable(tf.tensor(rand(10 * 16, 7), [10, 16]))
+    const w = tf.variable(tf.tensor(rand(16 * 16, 6, -0.5, 0.5), [16, 16]))
+    const table = tf.variable(tf.tensor(rand(10 * 16, 7, -0.5, 0.5), [10, 16]))
     const ids = tf.tensor1d([1, 4, 4, 9, 0, 2, 7, 3], 'int32')
     const opt = tf.train.adam(1e-3)
     // Every native kernel family: gather, matmul, transpose, softmax, unary, reductions, broadcasting.
