@@ -4,7 +4,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import { loadAddon, type NativeAddon } from './addon.js'
 import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
 import { FUSED_TABLE } from './fused.js'
-import { type KernelInputs, NATIVE_TABLE } from './kernels.js'
+import { type KernelInputs, NATIVE_TABLE, type NativeKernel } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 import { outputs } from './pool.js'
 
@@ -100,32 +100,30 @@ function registerKernels(addon: NativeAddon): void {
       },
     })
   }
-  for (const [name, kernel] of Object.entries(NATIVE_TABLE)) {
-    const fallback = cpuKernel(name)
+  // Native kernels fall back to the cpu kernel when they return null; fused kernels have no cpu
+  // counterpart (core only calls them when this backend registers them).
+  const tables = { ...NATIVE_TABLE, ...FUSED_TABLE } as Record<
+    string,
+    (...args: Parameters<NativeKernel>) => tf.TensorInfo | tf.TensorInfo[] | null
+  >
+  for (const [name, kernel] of Object.entries(tables)) {
+    const fallback = name in NATIVE_TABLE ? cpuKernel(name) : null
     tf.registerKernel({
       kernelName: name,
       backendName: NATIVE_BACKEND,
-      kernelFunc: (args) =>
-        kernel(
+      kernelFunc: (args) => {
+        const out = kernel(
           addon,
           args.backend as MathBackendCPU,
           args.inputs as unknown as KernelInputs,
           args.attrs ?? {},
-        ) ?? fallback(args),
+        )
+        if (out) return out
+        if (!fallback) throw new Error(`native ${name}: no result and no cpu kernel to fall back to`)
+        return fallback(args)
+      },
     })
   }
-  for (const [name, kernel] of Object.entries(FUSED_TABLE))
-    tf.registerKernel({
-      kernelName: name,
-      backendName: NATIVE_BACKEND,
-      kernelFunc: (args) =>
-        kernel(
-          addon,
-          args.backend as MathBackendCPU,
-          args.inputs as Record<string, tf.TensorInfo>,
-          args.attrs ?? {},
-        ),
-    })
   const cpuBatchMatMul = cpuKernel('BatchMatMul')
   const cpuFused = cpuKernel('_FusedMatMul')
   tf.registerKernel({
