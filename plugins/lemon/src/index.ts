@@ -28,7 +28,12 @@ export const lemonOptions = z.strictObject({
   decayFraction: z.number().gt(0).max(1).default(0.5),
   /** Recommended schedule: final learning rate as a fraction of the (unchanged) peak. */
   minLrRatio: z.number().min(0).max(1).default(0.1),
-  warmupFraction: z.number().min(0).lt(1).default(0),
+  /**
+   * Recommended schedule: linear warm-up as a fraction of the planned steps. The optimizer starts
+   * fresh, and at the full peak rate from step 1 Adam's first updates undo the head start
+   * (measured on the vit suite: no warm-up ended at scratch's loss, 5 % saved 71 % of its compute).
+   */
+  warmupFraction: z.number().min(0).lt(1).default(0.05),
 })
 export type LemonOptions = z.infer<typeof lemonOptions>
 
@@ -139,7 +144,7 @@ export function lemonSchedule(options: LemonOptions): ScheduleRecommendation {
     decayFraction: options.decayFraction,
     minLrRatio: options.minLrRatio,
     freshOptimizer: true,
-    note: `LEMON: keep the peak learning rate of training from scratch and decay faster (cosine to ${options.minLrRatio}x over ${options.decayFraction} of the planned steps)`,
+    note: `LEMON: keep the peak learning rate of training from scratch (after a warm-up over ${options.warmupFraction} of the steps) and decay faster (cosine to ${options.minLrRatio}x over ${options.decayFraction} of the planned steps)`,
   }
 }
 
