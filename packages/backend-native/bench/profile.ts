@@ -5,8 +5,8 @@
  *     [--heads 4] [--seq-len 64] [--batch 8] [--vocab 256] [--top 20]
  */
 import { parseArgs } from 'node:util'
-import { describeBackend, initModel, loss, parseSpec, selectBackend } from '@sprout/core'
-import { AdamW } from '@sprout/trainer'
+import { throughputTrainer } from '@sprout/bench'
+import { describeBackend, selectBackend } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 
 const { values } = parseArgs({
@@ -23,35 +23,15 @@ const { values } = parseArgs({
 })
 const n = (k: keyof typeof values) => Number(values[k])
 console.log(describeBackend(await selectBackend(values.backend)))
-const d = n('d-model')
-const spec = parseSpec({
-  family: 'decoder',
-  vocabSize: n('vocab'),
-  maxSeqLen: n('seq-len'),
-  dModel: d,
-  nLayers: n('layers'),
-  nHeads: n('heads'),
-  dFF: 4 * d,
-  activation: 'gelu_tanh',
-  positional: 'learned',
-  normPlacement: 'pre',
-  bias: true,
-  tieEmbeddings: true,
+// The model, optimizer and batch of `sprout bench throughput`.
+const { step } = throughputTrainer({
+  layers: n('layers'),
+  dModel: n('d-model'),
+  heads: n('heads'),
+  seqLen: n('seq-len'),
+  batch: n('batch'),
+  vocab: n('vocab'),
 })
-const init = initModel(spec, 1)
-const vars = Object.fromEntries(Object.entries(init.params).map(([k, t]) => [k, tf.variable(t)]))
-const params = vars as Record<string, tf.Tensor>
-const shape = [n('batch'), n('seq-len')]
-const inputs = tf.randomUniform(shape, 0, n('vocab'), 'int32', 1)
-const targets = tf.randomUniform(shape, 0, n('vocab'), 'int32', 2)
-// The trainer's AdamW, as \`sprout bench throughput\` and training use it.
-const opt = new AdamW(vars, { weightDecay: 0.01 })
-const step = () => {
-  const { value, grads } = tf.variableGrads(() => loss({ spec, params }, { inputs, targets }))
-  value.dataSync()
-  opt.apply(grads, 1e-4)
-  tf.dispose([value, ...Object.values(grads)])
-}
 
 for (let i = 0; i < 2; i++) step() // warm-up: optimizer slots, first-call costs
 const start = performance.now()

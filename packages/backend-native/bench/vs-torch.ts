@@ -10,23 +10,13 @@
  */
 import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
+import { runThroughput, type ThroughputShape } from '@sprout/bench'
 
-interface Shape {
+interface Shape extends ThroughputShape {
   name: string
-  layers: number
-  dModel: number
-  heads: number
-  seqLen: number
-  batch: number
-  vocab: number
   target: number
 }
-interface Result {
-  backend: string
-  params: number
-  stepSeconds: number
-  tokensPerSecond: number
-}
+type Result = Awaited<ReturnType<typeof runThroughput>>
 
 const SHAPES: Shape[] = [
   { name: 'large', layers: 4, dModel: 256, heads: 4, seqLen: 128, batch: 16, vocab: 256, target: 1.0 },
@@ -92,16 +82,8 @@ function runTorch(s: Shape, steps: number, threads: number, passive = false): Re
   return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as Result
 }
 
-async function runSprout(s: Shape, steps: number, backend: string): Promise<Result> {
-  const bench = (await import('@sprout/bench').catch(() => null)) as {
-    runThroughput?: (a: object, io: { out(l: string): void; err(l: string): void }) => Promise<Result>
-  } | null
-  if (!bench?.runThroughput)
-    throw new Error('@sprout/bench with runThroughput is not built: run `npm run build`')
-  return bench.runThroughput(
-    { ...s, steps, backend, json: true },
-    { out: () => {}, err: (l) => console.error(l) },
-  )
+function runSprout(s: Shape, steps: number, backend: string): Promise<Result> {
+  return runThroughput({ ...s, steps, backend, json: true }, { out: () => {}, err: (l) => console.error(l) })
 }
 
 const { values } = parseArgs({

@@ -6,21 +6,80 @@ import {
   parseSpec,
   SproutError,
   selectBackend,
+  type TransformerSpec,
 } from '@sprout/core'
 import { AdamW } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
 import type { Io } from './compare.js'
 
-export interface ThroughputArgs {
+/** The model and batch `sprout bench throughput` trains. */
+export interface ThroughputShape {
   layers: number
   dModel: number
   heads: number
   seqLen: number
   batch: number
   vocab: number
+}
+
+export interface ThroughputArgs extends ThroughputShape {
   steps: number
   backend?: string
   json?: boolean
+}
+
+/** The GPT-2-style decoder: learned positions, pre-LN with biases, tanh-GELU 4× MLP, tied head. */
+export function throughputSpec(a: ThroughputShape): TransformerSpec {
+  return parseSpec({
+    family: 'decoder',
+    vocabSize: a.vocab,
+    maxSeqLen: a.seqLen,
+    dModel: a.dModel,
+    nLayers: a.layers,
+    nHeads: a.heads,
+    dFF: 4 * a.dModel,
+    activation: 'gelu_tanh',
+    positional: 'learned',
+    normPlacement: 'pre',
+    bias: true,
+    tieEmbeddings: true,
+  })
+}
+
+/**
+ * That model (seed 1) with the trainer's AdamW (weight decay 0.01) and one fixed batch of random
+ * tokens: step() runs a training step (loss read back, lr 1e-4); dispose() frees everything.
+ */
+export function throughputTrainer(a: ThroughputShape): {
+  spec: TransformerSpec
+  step: () => void
+  dispose: () => void
+} {
+  const spec = throughputSpec(a)
+  const init = initModel(spec, 1)
+  const vars: Record<string, tf.Variable> = {}
+  for (const [n, t] of Object.entries(init.params)) vars[n] = tf.variable(t)
+  tf.dispose(Object.values(init.params))
+  const model = { spec, params: vars }
+  const opt = new AdamW(vars, { weightDecay: 0.01 })
+  const names = new Map(Object.entries(vars).map(([n, v]) => [v.name, n]))
+  const inputs = tf.randomUniform([a.batch, a.seqLen], 0, a.vocab, 'int32', 1)
+  const targets = tf.randomUniform([a.batch, a.seqLen], 0, a.vocab, 'int32', 2)
+  const step = () => {
+    const { value, grads } = tf.variableGrads(
+      () => computeLoss(model, { inputs, targets }, { training: true }).loss,
+      Object.values(vars),
+    )
+    value.dataSync()
+    const named = Object.fromEntries(Object.entries(grads).map(([vn, g]) => [names.get(vn)!, g]))
+    opt.apply(named, 1e-4)
+    tf.dispose([value, ...Object.values(grads)])
+  }
+  const dispose = () => {
+    opt.dispose()
+    tf.dispose([inputs, targets, ...Object.values(vars)])
+  }
+  return { spec, step, dispose }
 }
 
 /**
@@ -40,39 +99,7 @@ export async function runThroughput(
       )
   const choice = await selectBackend(args.backend)
   io.err(`sprout: ${describeBackend(choice)}`)
-  const spec = parseSpec({
-    family: 'decoder',
-    vocabSize: args.vocab,
-    maxSeqLen: args.seqLen,
-    dModel: args.dModel,
-    nLayers: args.layers,
-    nHeads: args.heads,
-    dFF: 4 * args.dModel,
-    activation: 'gelu_tanh',
-    positional: 'learned',
-    normPlacement: 'pre',
-    bias: true,
-    tieEmbeddings: true,
-  })
-  const init = initModel(spec, 1)
-  const vars: Record<string, tf.Variable> = {}
-  for (const [n, t] of Object.entries(init.params)) vars[n] = tf.variable(t)
-  tf.dispose(Object.values(init.params))
-  const model = { spec, params: vars }
-  const opt = new AdamW(vars, { weightDecay: 0.01 })
-  const names = new Map(Object.entries(vars).map(([n, v]) => [v.name, n]))
-  const inputs = tf.randomUniform([args.batch, args.seqLen], 0, args.vocab, 'int32', 1)
-  const targets = tf.randomUniform([args.batch, args.seqLen], 0, args.vocab, 'int32', 2)
-  const step = () => {
-    const { value, grads } = tf.variableGrads(
-      () => computeLoss(model, { inputs, targets }, { training: true }).loss,
-      Object.values(vars),
-    )
-    value.dataSync()
-    const named = Object.fromEntries(Object.entries(grads).map(([vn, g]) => [names.get(vn)!, g]))
-    opt.apply(named, 1e-4)
-    tf.dispose([value, ...Object.values(grads)])
-  }
+  const { spec, step, dispose } = throughputTrainer(args)
   try {
     step()
     const start = performance.now()
@@ -91,7 +118,6 @@ export async function runThroughput(
     )
     return result
   } finally {
-    opt.dispose()
-    tf.dispose([inputs, targets, ...Object.values(vars)])
+    dispose()
   }
 }
