@@ -15,37 +15,12 @@ import { AdamW } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
-import { rand } from './random.testutil.js'
+import { count, expectClose, rand, runOn } from './kernels.testutil.js'
 
 const available = loadAddon().ok
 
-const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
 const tensor = (shape: number[], seed: number, lo = -2, hi = 2) =>
   tf.tensor(rand(count(shape), seed, lo, hi), shape)
-
-type Plain = { shape: number[]; data: Float32Array | Int32Array | Uint8Array }
-
-function run(backend: string, f: () => tf.Tensor | tf.Tensor[]): Plain[] {
-  tf.setBackend(backend)
-  return tf.tidy(() => {
-    const out = f()
-    return (Array.isArray(out) ? out : [out]).map((t) => ({ shape: t.shape, data: t.dataSync() }))
-  })
-}
-
-/** Outputs agree elementwise within tol·(1 + |want|) (NaN where want is NaN). */
-function expectClose(got: Plain[], want: Plain[], tol: number): void {
-  expect(got.length).toBe(want.length)
-  for (const [i, w] of want.entries()) {
-    expect(got[i].shape).toEqual(w.shape)
-    for (let j = 0; j < w.data.length; j++) {
-      const a = got[i].data[j]
-      const b = w.data[j]
-      const ok = Number.isNaN(b) ? Number.isNaN(a) : Math.abs(a - b) <= tol * (1 + Math.abs(b))
-      if (!ok) expect(`output ${i}[${j}] = ${a}`).toBe(`output ${i}[${j}] = ${b}`)
-    }
-  }
-}
 
 /** `fused` on native (its fused kernels) against `composite` on the cpu backend (the reference ops). */
 function agree(
@@ -53,9 +28,9 @@ function agree(
   composite: () => tf.Tensor | tf.Tensor[],
   tol: number,
 ): void {
-  const want = run('cpu', composite)
+  const want = runOn('cpu', composite)
   const before = tf.memory().numTensors
-  const got = run('native', fused)
+  const got = runOn('native', fused)
   expect(tf.memory().numTensors).toBe(before)
   expectClose(got, want, tol)
 }
@@ -328,9 +303,9 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
         return [value, ...grads]
       }
       setFusedKernels(false)
-      const want = run('native', step)
+      const want = runOn('native', step)
       setFusedKernels(true)
-      const got = run('native', step)
+      const got = runOn('native', step)
       expectClose(got, want, 1e-4)
       tf.setBackend('native')
       const { kernelNames } = await tf.profile(() => {
@@ -352,6 +327,7 @@ describe.skipIf(!available)('fused kernels (native) against the composite ops (c
       const state = Object.values(opt.state())
       const out = [vars['w.weight'], vars['w.bias'], ...state].map((t) => ({
         shape: t.shape,
+        dtype: t.dtype,
         data: t.dataSync(),
       }))
       opt.dispose()

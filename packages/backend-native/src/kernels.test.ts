@@ -1,45 +1,13 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
-import { rand } from './random.testutil.js'
+import { count, expectClose, rand, runOn } from './kernels.testutil.js'
 
 const available = loadAddon().ok
 
-const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1)
-
-/** f on cpu and on native from the same inputs: shapes equal and values within tol. */
+/** f on cpu and on native from the same inputs: shapes, dtypes and values (within tol) equal. */
 function agree(f: () => tf.Tensor | tf.Tensor[], tol: number): void {
-  const run = (backend: string) => {
-    tf.setBackend(backend)
-    return tf.tidy(() => {
-      const out = f()
-      return (Array.isArray(out) ? out : [out]).map((t) => ({
-        shape: t.shape,
-        dtype: t.dtype,
-        data: t.dataSync(),
-      }))
-    })
-  }
-  const want = run('cpu')
-  const got = run('native')
-  expect(got.length).toBe(want.length)
-  for (const [i, w] of want.entries()) {
-    expect(got[i].shape).toEqual(w.shape)
-    expect(got[i].dtype).toBe(w.dtype)
-    let bad = -1
-    for (let j = 0; j < w.data.length && bad < 0; j++) {
-      const a = got[i].data[j]
-      const b = w.data[j]
-      const ok = Number.isNaN(b)
-        ? Number.isNaN(a)
-        : Number.isFinite(b)
-          ? Math.abs(a - b) <= tol * (1 + Math.abs(b))
-          : a === b
-      if (!ok) bad = j
-    }
-    if (bad >= 0)
-      expect(`output ${i}[${bad}] = ${got[i].data[bad]}`).toBe(`output ${i}[${bad}] = ${w.data[bad]}`)
-  }
+  expectClose(runOn('native', f), runOn('cpu', f), tol)
 }
 
 describe.skipIf(!available)('native kernels against cpu', () => {

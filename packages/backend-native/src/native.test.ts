@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
-import { rand } from './random.testutil.js'
+import { rand } from './kernels.testutil.js'
 
 const available = loadAddon().ok
 
