@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { GrowthError, SproutError } from './errors.js'
-import type { FlopMeter } from './flops.js'
+import { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
 import type { Model, Params } from './params.js'
-import type { SeededRandom } from './random.js'
+import { SeededRandom } from './random.js'
 import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
 
 export interface OperatorCapabilities {
@@ -129,6 +129,11 @@ export interface GrowthContext {
   flops: FlopMeter
   progress(event: ProgressEvent): void
   log(message: string): void
+}
+
+/** A context for growing without data: seeded randomness, a fresh FLOP meter, no progress or log output. */
+export function quietGrowthContext(seed = 1): GrowthContext {
+  return { seed, random: new SeededRandom(seed), flops: new FlopMeter(), progress: () => {}, log: () => {} }
 }
 
 export interface GrowthOperator<O extends Record<string, unknown> = Record<string, unknown>> {

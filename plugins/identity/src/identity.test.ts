@@ -1,12 +1,4 @@
-import {
-  FlopMeter,
-  type GrowthContext,
-  GrowthError,
-  initModel,
-  maxAbsLogitDiff,
-  parseSpec,
-  SeededRandom,
-} from '@sprout/core'
+import { GrowthError, initModel, maxAbsLogitDiff, parseSpec, quietGrowthContext } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import identity from './index.js'
@@ -20,13 +12,7 @@ const spec = parseSpec({
   nHeads: 2,
   dFF: 32,
 })
-const ctx = (): GrowthContext => ({
-  seed: 1,
-  random: new SeededRandom(1),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = () => quietGrowthContext()
 
 describe('identity operator', () => {
   it('copies the model exactly and leaks nothing', async () => {

@@ -5,13 +5,12 @@
  */
 import {
   describeBackend,
-  FlopMeter,
   formatFlops,
   initModel,
   maxAbsLogitDiff,
   parseOptions,
   parseSpec,
-  SeededRandom,
+  quietGrowthContext,
   selectBackend,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -47,13 +46,7 @@ for (const c of cases) {
     normEps: (s.normEps * (Math.floor(c.to.dModel / c.from.dModel) * c.from.dModel)) / c.to.dModel,
   })
   const source = initModel(s, 1)
-  const ctx = {
-    seed: 1,
-    random: new SeededRandom(1),
-    flops: new FlopMeter(),
-    progress: () => {},
-    log: () => {},
-  }
+  const ctx = quietGrowthContext()
   const start = performance.now()
   const r = await lemon.grow(source, t, ctx, parseOptions(lemon, { verify: 'never' }))
   const ms = performance.now() - start

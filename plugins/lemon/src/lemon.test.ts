@@ -1,7 +1,5 @@
 import {
-  FlopMeter,
   forward,
-  type GrowthContext,
   GrowthError,
   initModel,
   type Model,
@@ -9,6 +7,7 @@ import {
   paramTable,
   parseOptions,
   parseSpec,
+  quietGrowthContext,
   randomInputs,
   SeededRandom,
   type TransformerSpec,
@@ -19,13 +18,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { type RefParams, referenceForward } from '../../../packages/core/src/reference.testutil.js'
 import lemonDefault, { depthSchedule, type LemonOptions, lemon, queryHeadMap } from './index.js'
 
-const ctx = (seed = 1): GrowthContext => ({
-  seed,
-  random: new SeededRandom(seed),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = quietGrowthContext
 const opts = (raw: Record<string, unknown> = {}): LemonOptions => parseOptions(lemon, raw)
 const dispose = (m: Model) => tf.dispose(Object.values(m.params))
 

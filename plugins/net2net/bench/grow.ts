@@ -7,25 +7,18 @@
 import {
   describeBackend,
   disposeModel,
-  FlopMeter,
-  type GrowthContext,
   initModel,
   maxAbsLogitDiff,
   parseOptions,
   parseSpec,
+  quietGrowthContext,
   SeededRandom,
   selectBackend,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import net2net from '../src/index.js'
 
-const ctx = (seed = 1): GrowthContext => ({
-  seed,
-  random: new SeededRandom(seed),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = quietGrowthContext
 
 console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu')))
 

@@ -1,11 +1,10 @@
 import {
   disposeModel,
-  FlopMeter,
-  type GrowthContext,
   initModel,
   maxAbsLogitDiff,
   paramTable,
   parseSpec,
+  quietGrowthContext,
   SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
@@ -19,13 +18,7 @@ import net2net, {
   unitMap,
 } from './index.js'
 
-const ctx = (seed = 1): GrowthContext => ({
-  seed,
-  random: new SeededRandom(seed),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = quietGrowthContext
 const opts = (o: Partial<Net2NetOptions> = {}) => net2netOptions.parse(o)
 
 /** Perturbs every parameter so norms, biases and zero inits are not trivially symmetric. */

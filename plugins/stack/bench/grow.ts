@@ -8,12 +8,11 @@ import {
   applyMask,
   describeBackend,
   disposeModel,
-  FlopMeter,
   initModel,
   maxAbsLogitDiff,
   parseOptions,
   parseSpec,
-  SeededRandom,
+  quietGrowthContext,
   selectBackend,
 } from '@sprout/core'
 import stack from '../src/index.js'
@@ -30,13 +29,7 @@ console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'c
 for (const c of cases) {
   const source = initModel(parseSpec({ ...base, nLayers: c.from }), 1)
   const target = parseSpec({ ...base, nLayers: c.to })
-  const ctx = {
-    seed: 1,
-    random: new SeededRandom(1),
-    flops: new FlopMeter(),
-    progress: () => {},
-    log: () => {},
-  }
+  const ctx = quietGrowthContext()
   const options = parseOptions(stack, c.options)
   await stack.grow(source, target, ctx, options).then((r) => disposeModel(r.model)) // warm-up
   const start = performance.now()

@@ -1,12 +1,11 @@
 import {
   applyMask,
   disposeModel,
-  FlopMeter,
-  type GrowthContext,
   initModel,
   type Model,
   maxAbsLogitDiff,
   parseSpec,
+  quietGrowthContext,
   SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
@@ -23,13 +22,7 @@ import stack, {
   stackOptions,
 } from './index.js'
 
-const ctx = (): GrowthContext => ({
-  seed: 1,
-  random: new SeededRandom(1),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = () => quietGrowthContext()
 const opts = (o: Partial<StackOptions> = {}) => stackOptions.parse(o)
 
 const base = { vocabSize: 40, maxSeqLen: 8, dModel: 16, nLayers: 2, nHeads: 2, dFF: 32 }

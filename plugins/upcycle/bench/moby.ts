@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   exampleFlops,
-  FlopMeter,
   formatFlops,
   initModel,
   loadCheckpoint,
@@ -22,7 +21,7 @@ import {
   type Params,
   parseOptions,
   parseSpec,
-  SeededRandom,
+  quietGrowthContext,
 } from '@sprout/core'
 import { byteTokenizer, CausalBatches, causalValBatches, loadText, splitTokens } from '@sprout/data'
 import { CHECKPOINT_DIR, type MetricsRow, train } from '@sprout/trainer'
@@ -123,13 +122,7 @@ const cont = await run(
 )
 
 // 2b. Upcycled continuation at the same FLOPs.
-const ctx = {
-  seed: 3,
-  random: new SeededRandom(3),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-}
+const ctx = quietGrowthContext(3)
 const up = await upcycle.grow(dense, spec, ctx, parseOptions(upcycle, { experts: EXPERTS, topK: TOPK }))
 console.log(
   `upcycled: max |Δlogits| ${up.report.maxAbsLogitDiff?.toExponential(2)}, +${up.report.details.addedParams} parameters`,

@@ -1,7 +1,5 @@
 import {
-  FlopMeter,
   forward,
-  type GrowthContext,
   GrowthError,
   initModel,
   loss,
@@ -11,8 +9,8 @@ import {
   paramTable,
   parseOptions,
   parseSpec,
+  quietGrowthContext,
   randomInputs,
-  SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
 import lemon from '@sprout/lemon'
@@ -25,13 +23,7 @@ import upcycleDefault, {
   upcycleOptimizerState,
 } from './index.js'
 
-const ctx = (seed = 1): GrowthContext => ({
-  seed,
-  random: new SeededRandom(seed),
-  flops: new FlopMeter(),
-  progress: () => {},
-  log: () => {},
-})
+const ctx = quietGrowthContext
 const opts = (raw: Record<string, unknown> = {}): UpcycleOptions => parseOptions(upcycle, raw)
 const dispose = (m: Model) => tf.dispose(Object.values(m.params))
 
