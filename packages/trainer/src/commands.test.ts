@@ -14,23 +14,15 @@ import { openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { growthData, type Io, runEval, runTrain } from './commands.js'
+import { tinyDecoder, tinyMnistVit } from './testing/specs.testutil.js'
 
 // The handlers behind `sprout train` / `sprout eval`, called directly (no commander).
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-commands-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-const tiny = {
-  family: 'decoder',
-  vocabSize: 256,
-  maxSeqLen: 8,
-  dModel: 16,
-  nLayers: 1,
-  nHeads: 2,
-  dFF: 32,
-}
 const runConfig = {
-  spec: tiny,
+  spec: tinyDecoder,
   data: 'moby-dick',
   batchSize: 2,
   steps: 4,
@@ -144,16 +136,7 @@ describe('runTrain / runEval', () => {
   })
 
   it('eval of a ViT checkpoint on MNIST reports accuracy', async () => {
-    const vit = parseSpec({
-      family: 'vit',
-      vocabSize: 0,
-      maxSeqLen: 17,
-      dModel: 16,
-      nLayers: 1,
-      nHeads: 2,
-      dFF: 32,
-      image: { size: 28, patch: 7, channels: 1, classes: 10 },
-    })
+    const vit = parseSpec(tinyMnistVit)
     const model = initModel(vit, 1)
     const ckpt = join(dir, 'vit')
     await saveCheckpoint(ckpt, model)
@@ -215,7 +198,7 @@ describe('runTrain / runEval', () => {
   })
 
   it('growthData gives a GrowthContext real batches and a fit that counts FLOPs per step', async () => {
-    const spec = parseSpec(tiny)
+    const spec = parseSpec(tinyDecoder)
     const g = await growthData('moby-dick', spec, { seed: 1, batchSize: 2 })
     expect([g.batches.batchSize, g.batches.seqLen]).toEqual([2, 8])
     const b = g.batches.next()

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runTrain } from './commands.js'
+import { tinyDecoder } from './testing/specs.testutil.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../../..')
@@ -12,15 +13,6 @@ const built = existsSync(join(root, 'packages/trainer/dist/index.js'))
 const dir = mkdtempSync(join(tmpdir(), 'sprout-resume-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const quiet = { out: () => {}, err: () => {} }
-const tinySpec = {
-  family: 'decoder',
-  vocabSize: 256,
-  maxSeqLen: 8,
-  dModel: 16,
-  nLayers: 1,
-  nHeads: 2,
-  dFF: 32,
-}
 
 const losses = (out: string) =>
   readFileSync(join(out, 'metrics.jsonl'), 'utf8')
@@ -30,7 +22,7 @@ const losses = (out: string) =>
 
 function writeConfig(name: string, config: Record<string, unknown>): string {
   const path = join(dir, name)
-  writeFileSync(path, JSON.stringify({ spec: tinySpec, batchSize: 2, evalBatches: 1, ...config }))
+  writeFileSync(path, JSON.stringify({ spec: tinyDecoder, batchSize: 2, evalBatches: 1, ...config }))
   return path
 }
 

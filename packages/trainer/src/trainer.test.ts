@@ -9,18 +9,11 @@ import { createFit } from './fit.js'
 import { evaluate, evaluateMasked, type TrainConfig, type TrainerState, train } from './loop.js'
 import { AdamW, clipByGlobalNorm, Sgd } from './optimizers.js'
 import { learningRate } from './schedule.js'
+import { tinyDecoder, tinyMnistVit } from './testing/specs.testutil.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-trainer-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-const spec = parseSpec({
-  family: 'decoder',
-  vocabSize: 256,
-  maxSeqLen: 16,
-  dModel: 16,
-  nLayers: 1,
-  nHeads: 2,
-  dFF: 32,
-})
+const spec = parseSpec({ ...tinyDecoder, maxSeqLen: 16 })
 const base: TrainConfig = {
   steps: 6,
   optimizer: { kind: 'adamw', lr: 3e-3, weightDecay: 0.1 },
@@ -232,13 +225,7 @@ describe('train', () => {
 describe('mixed losses', () => {
   it('adds the MoE auxiliary losses from computeLoss into the training loss', async () => {
     const moe = parseSpec({
-      family: 'decoder',
-      vocabSize: 256,
-      maxSeqLen: 8,
-      dModel: 16,
-      nLayers: 1,
-      nHeads: 2,
-      dFF: 32,
+      ...tinyDecoder,
       moe: { experts: 4, topK: 2, layers: [0], auxLossWeight: 0.5, zLossWeight: 0.1 },
     })
     const open = () => openDataset('moby-dick', moe, { batchSize: 2, seqLen: 8, seed: 1 })
@@ -317,16 +304,7 @@ describe('growth mask', () => {
 
 describe('images', () => {
   it('trains a tiny ViT on MNIST and reports validation accuracy', async () => {
-    const vit = parseSpec({
-      family: 'vit',
-      vocabSize: 0,
-      maxSeqLen: 17,
-      dModel: 16,
-      nLayers: 1,
-      nHeads: 2,
-      dFF: 32,
-      image: { size: 28, patch: 7, channels: 1, classes: 10 },
-    })
+    const vit = parseSpec(tinyMnistVit)
     const d = await openDataset('mnist', vit, { batchSize: 8, seed: 1 })
     const val = d.valBatches(2)
     const model = initModel(vit, 1)
