@@ -14,36 +14,12 @@ export interface Fixture {
 }
 
 /** Small sources: a few thousand parameters, so every check runs in well under a second. */
+const body = { nLayers: 2, dModel: 16, nHeads: 2, headDim: 8, dFF: 32 }
+const text = { vocabSize: 32, maxSeqLen: 8, ...body }
 const baseSpecs: Record<Family, Record<string, unknown>> = {
-  decoder: {
-    family: 'decoder',
-    vocabSize: 32,
-    maxSeqLen: 8,
-    dModel: 16,
-    nLayers: 2,
-    nHeads: 2,
-    headDim: 8,
-    dFF: 32,
-  },
-  encoder: {
-    family: 'encoder',
-    vocabSize: 32,
-    maxSeqLen: 8,
-    dModel: 16,
-    nLayers: 2,
-    nHeads: 2,
-    headDim: 8,
-    dFF: 32,
-  },
-  vit: {
-    family: 'vit',
-    dModel: 16,
-    nLayers: 2,
-    nHeads: 2,
-    headDim: 8,
-    dFF: 32,
-    image: { size: 8, patch: 4, channels: 1, classes: 4 },
-  },
+  decoder: { family: 'decoder', ...text },
+  encoder: { family: 'encoder', ...text },
+  vit: { family: 'vit', ...body, image: { size: 8, patch: 4, channels: 1, classes: 4 } },
 }
 
 /** What each kind of growth changes in the source spec. */
