@@ -92,6 +92,9 @@ napi_value Softmax(napi_env env, napi_callback_info info);
 napi_value Transpose(napi_env env, napi_callback_info info);
 napi_value Gather(napi_env env, napi_callback_info info);
 napi_value SegmentSum(napi_env env, napi_callback_info info);
+// Row softmax of scale·x over the first `valid` of `cols` entries, the rest set to 0 (fused.cc;
+// vectorised exp). x and out may be the same row.
+void SoftmaxRow(const float* x, float* out, int64_t valid, int64_t cols, float scale);
 // Registers the fused transformer kernels (fused.cc).
 void ExportFused(napi_env env, napi_value exports);
 

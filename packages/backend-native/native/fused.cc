@@ -74,13 +74,6 @@ SPROUT_CLONES float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// Row softmax of scale·x over the first `valid` entries; the rest of the row is set to 0.
-void SoftmaxRow(const float* x, float* out, int64_t valid, int64_t cols, float scale) {
-  const float m = scale * RowMax(x, valid);
-  const float inv = 1.0f / ExpShifted(x, out, valid, scale, m);
-  for (int64_t c = 0; c < valid; c++) out[c] *= inv;
-  for (int64_t c = valid; c < cols; c++) out[c] = 0.0f;
-}
 
 // Splits [0, n) into one chunk per thread and runs f(chunk, begin, end); chunk < g_threads.
 template <class F>
@@ -457,6 +450,14 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
 }
 
 }  // namespace
+
+// Row softmax of scale·x over the first `valid` entries; the rest of the row is set to 0.
+void SoftmaxRow(const float* x, float* out, int64_t valid, int64_t cols, float scale) {
+  const float m = scale * RowMax(x, valid);
+  const float inv = 1.0f / ExpShifted(x, out, valid, scale, m);
+  for (int64_t c = 0; c < valid; c++) out[c] *= inv;
+  for (int64_t c = valid; c < cols; c++) out[c] = 0.0f;
+}
 
 void ExportFused(napi_env env, napi_value exports) {
   Export(env, exports, "gelu", Gelu);

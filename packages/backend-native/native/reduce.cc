@@ -112,7 +112,7 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// softmax(x, out, rows, cols): row-wise exp(x - max) / sum.
+// softmax(x, out, rows, cols): row-wise exp(x - max) / sum, through the attention kernel's SoftmaxRow.
 napi_value Softmax(napi_env env, napi_callback_info info) {
   napi_value args[4];
   if (!Args(env, info, 4, args, "softmax expects 4 arguments")) return nullptr;
@@ -123,19 +123,7 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
       static_cast<int64_t>(lx) < rows * cols || static_cast<int64_t>(lo) < rows * cols)
     return Fail(env, "softmax: bad arguments");
   ParallelFor(rows, 1 + kGrain / 8 / (cols + 1), [=](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) {
-      const float* p = x + r * cols;
-      float* q = out + r * cols;
-      float m = -std::numeric_limits<float>::infinity();
-      for (int64_t c = 0; c < cols; c++) m = p[c] > m ? p[c] : m;
-      double s = 0;
-      for (int64_t c = 0; c < cols; c++) {
-        q[c] = std::exp(p[c] - m);
-        s += q[c];
-      }
-      const float inv = static_cast<float>(s);
-      for (int64_t c = 0; c < cols; c++) q[c] /= inv;
-    }
+    for (int64_t r = b; r < e; r++) SoftmaxRow(x + r * cols, out + r * cols, cols, cols, 1.0f);
   });
   return nullptr;
 }
