@@ -2,36 +2,15 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { formatFlops, specSummary, type TransformerSpec, writeFileAtomic } from '@sprout/core'
+import { formatFlops, specSummary, writeFileAtomic } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import type { MethodRun, SourceRun } from './compare.js'
-import { type CurvePoint, lossCurveSpec, renderChart, savingsSpec } from './plots.js'
-import { firstReach, lossAt, savings } from './savings.js'
+import { lossCurveSpec, type PlotPoint, renderChart, type SavingsPoint, savingsSpec } from './plots.js'
+import type { MethodRun, SourceRun } from './records.js'
+import type { SeedStats } from './stats.js'
 import type { ResolvedSuite } from './suites.js'
+import { type Accountings, type MethodSummary, type Summary, summariseRuns } from './summary.js'
 
 const require = createRequire(import.meta.url)
-
-export interface MethodResult {
-  name: string
-  method: string
-  status: 'done' | 'skipped'
-  reason?: string
-  variant: boolean
-  growthFlops: number
-  growthSeconds: number
-  /** FLOPs (growth included) to reach scratch's final validation loss; null if never reached. */
-  flopsToTarget: number | null
-  secondsToTarget: number | null
-  /** 1 − flopsToTarget / scratch's FLOPs. */
-  savings: number | null
-  /** Validation loss at scratch's total FLOPs (null if the run ended before). */
-  lossAtEqualFlops: number | null
-  finalValLoss: number | null
-  totalFlops: number | null
-  schedule: 'suite' | 'recommended'
-  scheduleNote?: string
-  variantTarget?: TransformerSpec
-}
 
 /** Where a comparison ran (recorded when it starts, so a re-rendered report keeps it). */
 export interface Machine {
@@ -45,15 +24,12 @@ export interface Machine {
   dateKind?: 'started' | 'rendered'
 }
 
-export interface Results {
+/** results.json: the summary plus where and when it ran. */
+export interface Results extends Summary {
   suite: string
   date: string
   backend: string
   machine: Machine
-  target: number | null
-  source: SourceRun
-  methods: MethodResult[]
-  table: string[]
 }
 
 function versions(): Record<string, string> {
@@ -81,83 +57,139 @@ export function describeMachine(dateKind: Machine['dateKind'] = 'started'): Mach
   }
 }
 
-/** The savings column: a percentage, or why there is none. */
-function savingsLabel(m: MethodResult, defined: boolean): string {
-  if (m.variant) return 'n/a (variant)'
-  if (!defined) return 'undefined'
-  return m.savings === null ? 'not reached' : `${(100 * m.savings).toFixed(1)}%`
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`
+
+/** "45.3 % ± 2.1 [40.1, 50.5]", or why there is no figure. */
+export function formatSavings(s: SeedStats, seeds: number): string {
+  if (s.mean === null) {
+    const reached = s.perSeed.filter((v) => v !== null).length
+    return reached === 0 ? 'not reached' : `not reached in ${seeds - reached} of ${seeds} seeds`
+  }
+  if (s.std === null || s.ci95 === null) return pct(s.mean)
+  return `${pct(s.mean)} ± ${(100 * s.std).toFixed(1)} [${(100 * s.ci95[0]).toFixed(1)}, ${(100 * s.ci95[1]).toFixed(1)}]`
 }
 
-/** Scratch's final loss is the target every method is measured against. */
-export function summarise(
-  suite: string,
-  source: SourceRun,
-  runs: MethodRun[],
-  machine: Machine = describeMachine('rendered'),
-): Results {
-  const scratch = runs.find((r) => r.name === 'scratch' && r.status === 'done')
-  const target = scratch?.finalValLoss ?? null
-  // Scratch is measured like every method: FLOPs until it first reaches its own final loss
-  // (its total when the curve falls monotonically). Zero means it never improved on its random
-  // initialisation, and then no saving can be defined.
-  const scratchReach = scratch && target !== null ? firstReach(scratch.curve, target) : null
-  const scratchFlops = scratchReach && scratchReach.flops > 0 ? scratchReach.flops : null
-  const scratchTotal = scratch?.curve.at(-1)?.flops ?? null
-  const methods: MethodResult[] = runs.map((r) => {
-    const reach = target !== null && r.status === 'done' ? firstReach(r.curve, target) : null
-    return {
-      name: r.name,
-      method: r.method,
-      status: r.status,
-      reason: r.reason,
-      variant: r.variantTarget !== undefined,
-      variantTarget: r.variantTarget,
-      growthFlops: r.growthFlops,
-      growthSeconds: r.growthSeconds,
-      flopsToTarget: reach?.flops ?? null,
-      secondsToTarget: reach?.seconds ?? null,
-      // A variant trains a different target (e.g. an upcycled MoE): no saving is claimed against scratch.
-      savings:
-        scratchFlops !== null && r.status === 'done' && r.variantTarget === undefined
-          ? savings(reach?.flops ?? null, scratchFlops)
-          : null,
-      lossAtEqualFlops: scratchTotal !== null && r.status === 'done' ? lossAt(r.curve, scratchTotal) : null,
-      finalValLoss: r.finalValLoss,
-      totalFlops: r.curve.at(-1)?.flops ?? null,
-      schedule: r.schedule,
-      scheduleNote: r.scheduleNote,
+const loss = (s: SeedStats) =>
+  s.mean === null ? '—' : s.std === null ? s.mean.toFixed(4) : `${s.mean.toFixed(4)} ± ${s.std.toFixed(4)}`
+
+const perSeedPct = (s: SeedStats) =>
+  s.perSeed.map((v) => (v === null ? '—' : (100 * v).toFixed(1))).join(' / ')
+
+const budgetLabel = (b: number) => `${Math.round(100 * b)} %`
+
+const ACCOUNTING_WORDS: Record<keyof Accountings, string> = {
+  excludingSource: "with the source's pretraining as a sunk cost",
+  includingSource: "charging the source's pretraining to the grown model",
+}
+
+/** The report's sentences: which savings are distinguishable from zero and from each other. */
+export function findingsText(r: Summary): string[] {
+  const lines: string[] = []
+  if (r.seeds < 2)
+    lines.push(
+      `One seed: no interval can be computed, so no saving below is distinguishable from noise. Run with \`--seeds 3\` or more.`,
+    )
+  const sweep = r.scratch.lrSweep.map((e) => e.lrMult)
+  const edge = r.scratch.byBudget.filter(
+    (b) => sweep.length > 1 && (b.lrMult === Math.min(...sweep) || b.lrMult === Math.max(...sweep)),
+  )
+  if (edge.length)
+    lines.push(
+      `- Scratch's best learning rate lies at the edge of the sweep at ${edge.map((b) => `${budgetLabel(b.budget)} (×${b.lrMult})`).join(', ')}: a wider sweep might find a better baseline, which would lower every saving there.`,
+    )
+  for (const budget of r.budgets) {
+    for (const accounting of ['excludingSource', 'includingSource'] as const) {
+      const here = r.findings.filter((f) => f.budget === budget && f.accounting === accounting)
+      if (here.length === 0) continue
+      const by = (v: string) => here.filter((f) => f.verdict === v).map((f) => f.method)
+      const parts: string[] = []
+      const saves = by('positive')
+      const costs = by('negative')
+      const same = by('indistinguishable')
+      const missed = by('not-reached')
+      const undetermined = by('undetermined')
+      if (saves.length)
+        parts.push(`${saves.join(', ')} ${saves.length > 1 ? 'save' : 'saves'} compute with 95 % confidence`)
+      if (costs.length)
+        parts.push(
+          `${costs.join(', ')} ${costs.length > 1 ? 'cost' : 'costs'} more than scratch with 95 % confidence`,
+        )
+      if (same.length) parts.push(`${same.join(', ')}: not distinguishable from zero`)
+      if (missed.length) parts.push(`${missed.join(', ')}: did not reach scratch's loss in every seed`)
+      if (undetermined.length && r.seeds >= 2) parts.push(`${undetermined.join(', ')}: undetermined`)
+      if (parts.length === 0) continue
+      lines.push(`- **${budgetLabel(budget)} budget, ${ACCOUNTING_WORDS[accounting]}:** ${parts.join('; ')}.`)
     }
-  })
-  const order = (m: MethodResult) => (m.status === 'skipped' ? 4 : m.variant ? 3 : m.savings === null ? 2 : 1)
-  methods.sort((a, b) => order(a) - order(b) || (b.savings ?? -Infinity) - (a.savings ?? -Infinity))
-  const pct = (m: MethodResult) => savingsLabel(m, scratchFlops !== null)
-  const table = [
-    `target: scratch's final validation loss ${target?.toFixed(4) ?? '-'}`,
-    ...(scratch && scratchFlops === null
-      ? ['  scratch never improved on its initial loss: savings are undefined; train longer']
-      : []),
-    ...methods.map((m) =>
+  }
+  if (r.seeds >= 2) {
+    const top = r.budgets.at(-1)!
+    const differ = r.pairs.filter(
+      (p) => p.budget === top && (p.verdict === 'positive' || p.verdict === 'negative'),
+    )
+    const same = r.pairs.filter((p) => p.budget === top && p.verdict === 'indistinguishable')
+    for (const p of differ) {
+      const [more, less] = p.verdict === 'positive' ? [p.a, p.b] : [p.b, p.a]
+      const d = Math.abs(p.difference.mean!)
+      lines.push(
+        `- At the full budget, ${more} saves more than ${less} (paired by seed: ${(100 * d).toFixed(1)} points, 95 % interval excludes 0).`,
+      )
+    }
+    if (same.length)
+      lines.push(
+        `- At the full budget, these pairs are not distinguishable from each other: ${same.map((p) => `${p.a}/${p.b}`).join(', ')}.`,
+      )
+  }
+  return lines
+}
+
+function sortMethods(methods: MethodSummary[]): MethodSummary[] {
+  const order = (m: MethodSummary) =>
+    m.status === 'skipped' ? 3 : m.variant ? 2 : m.savings.excludingSource.mean === null ? 1 : 0
+  return [...methods].sort(
+    (a, b) =>
+      order(a) - order(b) ||
+      (b.savings.excludingSource.mean ?? -Infinity) - (a.savings.excludingSource.mean ?? -Infinity),
+  )
+}
+
+/** Lines for the terminal: the full budget in both accountings. */
+export function resultTable(r: Results): string[] {
+  const top = r.scratch.byBudget.at(-1)!
+  return [
+    `${r.suite}: ${r.seeds} seed${r.seeds > 1 ? 's' : ''}; target = scratch's final loss ${loss(top.finalLoss)} (lr ${top.lr}, tuned over ${r.scratch.lrSweep.length} rates)`,
+    ...sortMethods(r.methods).map((m) =>
       m.status === 'skipped'
-        ? `  ${m.name.padEnd(12)} skipped: ${m.reason}`
-        : `  ${m.name.padEnd(12)} savings ${pct(m).padStart(13)}  final ${m.finalValLoss?.toFixed(4) ?? '-'}  growth ${formatFlops(m.growthFlops)}`,
+        ? `  ${m.method.padEnd(14)} skipped: ${m.reason}`
+        : m.variant
+          ? `  ${m.method.padEnd(14)} variant (another target): final ${loss(m.finalLoss)}`
+          : `  ${m.method.padEnd(14)} saved ${formatSavings(m.savings.excludingSource, r.seeds).padEnd(30)} incl. source ${formatSavings(m.savings.includingSource, r.seeds).padEnd(30)} final ${loss(m.finalLoss)}`,
     ),
   ]
-  return { suite, date: machine.date, backend: machine.backend, machine, target, source, methods, table }
 }
 
 function markdown(suite: ResolvedSuite, r: Results): string {
-  const f = (x: number | null) => (x === null ? '—' : formatFlops(x))
-  const s = (x: number | null) => (x === null ? '—' : `${x.toFixed(1)} s`)
-  const l = (x: number | null) => (x === null ? '—' : x.toFixed(4))
-  const scratchNeverImproved = r.methods.some(
-    (m) => m.name === 'scratch' && m.status === 'done' && m.savings === null,
+  const f = (s: SeedStats) => (s.mean === null ? '—' : formatFlops(s.mean))
+  const methods = sortMethods(r.methods)
+  const measured = methods.filter((m) => m.status === 'done' && !m.variant)
+  const budgetRows = r.budgets.flatMap((budget) =>
+    measured.map((m) => {
+      const b = m.byBudget.find((x) => x.budget === budget)!
+      return `| ${m.method} | ${budgetLabel(budget)} (${b.steps} steps) | ${formatSavings(b.savings.excludingSource, r.seeds)} | ${formatSavings(b.savings.includingSource, r.seeds)} | ${f(b.flopsToTarget)} | ${loss(b.lossAtEqualFlops)} | ${loss(b.finalLoss)} | ${perSeedPct(b.savings.excludingSource)} |`
+    }),
   )
-  const rows = r.methods.map((m) =>
+  const scratchRows = r.scratch.byBudget.map(
+    (b) =>
+      `| ${budgetLabel(b.budget)} | ${b.lr} (×${b.lrMult}) | **${loss(b.finalLoss)}** | ${f(b.flopsToFinal)} |`,
+  )
+  const sweepRows = r.scratch.lrSweep.map(
+    (e) => `| ${e.lr} (×${e.lrMult}) | ${e.byBudget.map((b) => loss(b.finalLoss)).join(' | ')} |`,
+  )
+  const methodRows = methods.map((m) =>
     m.status === 'skipped'
-      ? `| ${m.name} | skipped | | | | | | ${m.reason} |`
-      : `| ${m.name} | ${m.savings === null ? savingsLabel(m, !scratchNeverImproved) : `**${savingsLabel(m, true)}**`} | ${f(m.flopsToTarget)} | ${s(m.secondsToTarget)} | ${l(m.lossAtEqualFlops)} | ${l(m.finalValLoss)} | ${f(m.growthFlops)} | ${[
+      ? `| ${m.method} | skipped | | ${m.reason} |`
+      : `| ${m.method} | ${formatFlops(m.growthFlops.mean)} | ${m.growthSeconds.mean.toFixed(1)} s | ${[
           m.variant
-            ? `variant with another target (${specSummary(m.variantTarget!)}): compare its curve, no saving is claimed`
+            ? `variant with another target (${specSummary(m.variantTarget!)}), full budget only; final loss ${loss(m.finalLoss)}: compare its curve, no saving is claimed`
             : '',
           m.schedule === 'recommended' ? `method's schedule: ${m.scheduleNote}` : '',
         ]
@@ -165,79 +197,139 @@ function markdown(suite: ResolvedSuite, r: Results): string {
           .join('; ')} |`,
   )
   const m = r.machine
+  const src = r.source
   return `# Sprout growth comparison: \`${suite.name}\`
 
 ${suite.description}
 
-- Source: ${specSummary(suite.source)}, pretrained ${r.source.steps} steps (${formatFlops(r.source.flops)}, ${r.source.seconds.toFixed(1)} s, val loss ${r.source.valLoss.toFixed(4)}) — shared by every method, not charged to any.
-- Target: ${specSummary(suite.target)}, ${suite.targetSteps} steps of ${suite.batchSize} × ${suite.seqLen ?? suite.target.maxSeqLen} on \`${suite.data}\`, AdamW lr ${suite.optimizer.lr}, ${suite.schedule.kind} schedule, eval every ${suite.evalEvery} steps on ${suite.evalBatches} fixed batches, seed ${suite.seed}.
-- Target loss: scratch's final validation loss, **${l(r.target)}**. Savings = 1 − FLOPs to reach it / scratch's FLOPs to reach it; growth and operator fitting FLOPs are charged to the method.${
-    scratchNeverImproved
-      ? '\n- **Scratch never improved on its initial loss, so no saving is defined: the target budget is too small.**'
-      : ''
-  }
+- Source: ${specSummary(suite.source)}, pretrained ${suite.sourceSteps} steps per seed (${f(src.flops)}, val loss ${loss(src.valLoss)}).
+- Target: ${specSummary(suite.target)}, up to ${suite.targetSteps} steps of ${suite.batchSize} × ${suite.seqLen ?? suite.target.maxSeqLen} on \`${suite.data}\`, AdamW, ${suite.schedule.kind} schedule to ${suite.schedule.minLrRatio}× with ${suite.schedule.warmupSteps} warm-up steps, eval ${suite.evalBatches} fixed batches.
+- Seeds: ${r.seeds} (seed values ${Array.from({ length: r.seeds }, (_, i) => suite.seed + i).join(', ')}); each changes initialisation, data order and the method's randomness, and has its own source.
+- Budgets: ${r.budgets.map(budgetLabel).join(', ')} of the target steps. At each budget every run (scratch and grown) has a schedule that fully decays there, and scratch is tuned over ${r.scratch.lrSweep.length} learning rates.
+- Savings = 1 − FLOPs to reach scratch's final validation loss / scratch's FLOPs to reach it, paired by seed. Growth and operator fitting are always charged; the two accountings differ in whether the source's pretraining is. Figures are mean ± standard deviation [95 % t-interval] over seeds.
 - Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB; backend \`${m.backend}\`; ${Object.entries(m.versions)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ')}; ${m.dateKind ?? 'started'} ${m.date}.
 
-| method | compute saved | FLOPs to target | time to target | loss at scratch's FLOPs | final loss | growth cost | notes |
-| --- | --- | --- | --- | --- | --- | --- | --- |
-${rows.join('\n')}
+## What the seeds show
 
-A negative saving means the method needed more compute than scratch; "not reached" means it
-never got to scratch's final loss within the budget. FLOPs are counted analytically from the
-specs and token counts, so they do not depend on the machine; wall times are measured on a shared
-machine (concurrently with other runs under \`--jobs\`) and are indicative only. The dashed line
-in the loss plots is the target loss.
+${findingsText(r).join('\n')}
+
+## Savings at each budget
+
+| method | budget | saved, source sunk | saved, source charged | FLOPs to target | loss at scratch's FLOPs | final loss | per seed (source sunk, %) |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${budgetRows.join('\n')}
+
+"not reached" means the method never got to scratch's final loss within that budget; a negative
+saving means it needed more compute than scratch.
+
+## The baseline: scratch, tuned at each budget
+
+| budget | chosen learning rate | final loss (the target) | FLOPs to it |
+| --- | --- | --- | --- |
+${scratchRows.join('\n')}
+
+Learning-rate sweep (final validation loss, mean ± std over seeds):
+
+| learning rate | ${r.budgets.map(budgetLabel).join(' | ')} |
+| --- | ${r.budgets.map(() => '---').join(' | ')} |
+${sweepRows.join('\n')}
+
+## Methods
+
+| method | growth cost (mean) | growth time | notes |
+| --- | --- | --- | --- |
+${methodRows.join('\n')}
+
+FLOPs are counted analytically from the specs and token counts, so they do not depend on the
+machine; wall times are measured on a shared machine (concurrently with other runs under
+\`--jobs\`) and are indicative only.
 
 ![validation loss vs FLOPs](loss-vs-flops.svg)
 
 ![validation loss vs time](loss-vs-time.svg)
 
-![compute saved](savings.svg)
+![compute saved by budget](savings.svg)
 `
 }
 
-/** Writes results.json, report.md and the plots (SVG and PNG) into `dir`. */
+/** Summarises the runs and writes results.json, report.md and the plots (SVG and PNG) into `dir`. */
 export async function writeReport(
   dir: string,
   suite: ResolvedSuite,
-  source: SourceRun,
+  sources: (SourceRun | null)[],
   runs: MethodRun[],
-  machine?: Machine,
+  machine: Machine = describeMachine('rendered'),
 ): Promise<Results> {
-  const results = summarise(suite.name, source, runs, machine)
-  const points: CurvePoint[] = runs
-    .filter((r) => r.status === 'done')
-    .flatMap((r) =>
-      r.curve.map((c) => ({
-        method: r.name,
+  const summary = summariseRuns({
+    runs,
+    sources,
+    seeds: suite.seeds,
+    budgets: suite.budgets,
+    baseLr: suite.optimizer.lr,
+    lrSweep: suite.scratchLrSweep,
+  })
+  const results: Results = {
+    suite: suite.name,
+    date: machine.date,
+    backend: machine.backend,
+    machine,
+    ...summary,
+  }
+  const top = summary.budgets.at(-1)!
+  const chosen = summary.scratch.byBudget.at(-1)!
+  // The curves at the full budget: scratch at its chosen rate and every method, one line per seed.
+  const points: PlotPoint[] = runs
+    .filter(
+      (x) => x.status === 'done' && x.budget === top && (x.name !== 'scratch' || x.lrMult === chosen.lrMult),
+    )
+    .flatMap((x) =>
+      x.curve.map((c) => ({
+        method: x.name,
+        seed: x.seed,
         flops: c.flops,
         seconds: c.seconds,
         valLoss: c.valLoss,
       })),
     )
+  const savingsPoints: SavingsPoint[] = summary.methods
+    .filter((x) => x.status === 'done' && !x.variant)
+    .flatMap((x) =>
+      x.byBudget
+        .filter((b) => b.savings.excludingSource.mean !== null)
+        .map((b) => ({
+          method: x.method,
+          budget: b.budget,
+          mean: b.savings.excludingSource.mean!,
+          lo: b.savings.excludingSource.ci95?.[0] ?? null,
+          hi: b.savings.excludingSource.ci95?.[1] ?? null,
+        })),
+    )
   const charts = {
     'loss-vs-flops': lossCurveSpec(
       points,
       'flops',
-      `${suite.name}: validation loss vs compute`,
-      results.target,
+      `${suite.name}: validation loss vs compute (full budget)`,
+      chosen.finalLoss.mean,
     ),
     'loss-vs-time': lossCurveSpec(
       points,
       'seconds',
-      `${suite.name}: validation loss vs wall time`,
-      results.target,
+      `${suite.name}: validation loss vs wall time (full budget)`,
+      chosen.finalLoss.mean,
     ),
-    savings: savingsSpec(results.methods, `${suite.name}: compute saved to reach scratch's final loss`),
+    savings: savingsSpec(
+      savingsPoints,
+      `${suite.name}: compute saved to reach scratch's final loss (source sunk)`,
+    ),
   }
   for (const [name, spec] of Object.entries(charts)) {
     const { svg, png } = await renderChart(spec)
     writeFileAtomic(join(dir, `${name}.svg`), svg)
     writeFileSync(join(dir, `${name}.png`), png)
   }
-  writeFileAtomic(join(dir, 'results.json'), `${JSON.stringify({ ...results, table: undefined }, null, 2)}\n`)
+  writeFileAtomic(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
   writeFileAtomic(join(dir, 'report.md'), markdown(suite, results))
   return results
 }

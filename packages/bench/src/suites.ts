@@ -39,6 +39,12 @@ export const suiteSchema = z.strictObject({
   evalEvery: count,
   evalBatches: count.default(4),
   seed: z.number().int().nonnegative().default(1),
+  /** Independent repetitions: seed i uses seed + i for initialisation, data order and growth. */
+  seeds: count.default(3),
+  /** Fractions of targetSteps at which every run is also trained with a schedule that ends there. */
+  budgets: z.array(z.number().gt(0).max(1)).min(1).default([0.25, 0.5, 1]),
+  /** Multipliers of optimizer.lr tried for scratch at every budget; the best mean is the baseline. */
+  scratchLrSweep: z.array(z.number().positive()).min(1).default([0.5, 1, 2]),
   /** Per-method options, e.g. {"ligo": {"steps": 20}}. */
   methods: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   /**
@@ -92,6 +98,7 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
     evalEvery: 10,
     evalBatches: 2,
     schedule: { warmupSteps: 4 },
+    seeds: 1,
     methods: { ligo: { steps: 10 }, mango: { steps: 10, rank: 1 } },
     variants: [
       {
@@ -125,6 +132,22 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
         target: { ...decoder(2, 128, 4, 64), moe: { experts: 8, topK: 2, layers: [0, 1] } },
       },
     ],
+  }),
+  text: suiteSchema.parse({
+    name: 'text',
+    description:
+      "Byte-level GPT on the State of the Union addresses, in the papers' regime at this machine's scale: a 2L d128 source trained to a flattening loss (1,500 steps of 16 × 64 bytes) grown to 4L d256, whose 600-step budget scratch needs most of to reach the source's loss",
+    data: 'sotu',
+    batchSize: 16,
+    seqLen: 64,
+    source: decoder(2, 128, 4, 64),
+    target: decoder(4, 256, 8, 64),
+    sourceSteps: 1500,
+    targetSteps: 600,
+    evalEvery: 50,
+    evalBatches: 16,
+    schedule: { warmupSteps: 20 },
+    methods: { ligo: { steps: 50 }, mango: { steps: 50, rank: 1 } },
   }),
   vit: suiteSchema.parse({
     name: 'vit',

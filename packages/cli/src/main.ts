@@ -10,7 +10,7 @@ import { type Io, processIo } from './io.js'
 import { builtinRegistry, resolveMethod } from './methods.js'
 
 /** Exit codes: 0 ok, 1 a user error Sprout detected, 2 bad command-line usage, 70 an internal bug. */
-export const EXIT = { ok: 0, error: 1, usage: 2, internal: 70 } as const
+export const EXIT = { ok: 0, error: 1, usage: 2, internal: 70, interrupted: 130 } as const
 
 function integer(name: string) {
   return (value: string) => {
@@ -123,11 +123,20 @@ export function buildProgram(io: Io): Command {
   bench
     .command('compare')
     .description('train scratch and every method on a suite; write results.json, report.md and plots')
-    .requiredOption('--suite <name|file>', 'smoke, quick, vit, paper, or a suite JSON file')
+    .requiredOption('--suite <name|file>', 'smoke, quick, text, vit, paper, or a suite JSON file')
     .option('--methods <list>', 'comma-separated methods (default: all installed, plus the suite variants)')
     .option('--out <dir>', 'output directory (default runs/bench-<suite>)')
-    .option('--resume', 'continue an interrupted comparison in --out, keeping finished methods')
-    .option('--jobs <n>', 'methods trained at once, each in its own process (default 1)', integer('--jobs'))
+    .option('--resume', 'continue an interrupted comparison in --out, keeping finished runs')
+    .option(
+      '--seeds <n>',
+      "repetitions with different seeds (default: the suite's; 3 for built-in suites but smoke)",
+      integer('--seeds'),
+    )
+    .option(
+      '--budgets <list>',
+      "fractions of the target steps to compare at, e.g. 0.25,0.5,1 (default: the suite's)",
+    )
+    .option('--jobs <n>', 'runs trained at once, each in its own process (default 1)', integer('--jobs'))
     .option(
       '--plugin <path|package>',
       'also compare a method from a plugin folder, file or installed package (repeatable)',
@@ -224,7 +233,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     }
     if (isSproutError(e)) {
       io.err(`sprout: error: ${e.message}`)
-      return e.code === 'USAGE' ? EXIT.usage : EXIT.error
+      return e.code === 'USAGE' ? EXIT.usage : e.code === 'INTERRUPTED' ? EXIT.interrupted : EXIT.error
     }
     const err = e as Error
     io.err(`sprout: internal error: ${err?.message ?? String(e)}`)

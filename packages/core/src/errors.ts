@@ -22,6 +22,8 @@ export type SproutErrorCode =
   | 'TRAINING_DIVERGED'
   | 'USAGE'
   | 'IO'
+  /** The user stopped a long command (Ctrl-C); its finished work is kept for --resume. */
+  | 'INTERRUPTED'
 
 export class SproutError extends Error {
   readonly code: SproutErrorCode
