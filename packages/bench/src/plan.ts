@@ -1,4 +1,5 @@
-import { GrowthError, type GrowthOperator, parseOptions, SproutError } from '@sprout/core'
+import { GrowthError, type GrowthOperator, SproutError } from '@sprout/core'
+import { growthSteps } from './growth.js'
 import type { Planned } from './records.js'
 import type { ResolvedSuite } from './suites.js'
 
@@ -52,23 +53,16 @@ export function preflight(
   const skipped = new Map<string, string>()
   for (const p of planned) {
     if (p.method === 'scratch') continue
-    const op = operators.find((o) => o.name === p.method)
-    if (!op) {
-      skipped.set(p.name, `method ${p.method} is not installed`)
-      continue
-    }
-    let options: Record<string, unknown>
     try {
-      options = parseOptions(op, p.options)
-    } catch (e) {
-      const field = p.name === p.method ? `methods.${p.name}` : `variants (${p.name}).options`
-      throw new SproutError('INPUT_INVALID', `suite ${suite.name}: ${field}: ${(e as Error).message}`)
-    }
-    try {
-      op.check(suite.source, p.target, options)
+      growthSteps(p, suite.source, operators)
     } catch (e) {
       if (!(e instanceof GrowthError)) throw e
-      skipped.set(p.name, e.message)
+      if (e.code !== 'GROWTH_OPTIONS') {
+        skipped.set(p.name, e.message)
+        continue
+      }
+      const field = p.name === p.method ? `methods.${p.name}` : `variants (${p.name}).options`
+      throw new SproutError('INPUT_INVALID', `suite ${suite.name}: ${field}: ${e.message}`)
     }
   }
   return skipped

@@ -7,15 +7,16 @@ import {
   GrowthError,
   type GrowthMask,
   type GrowthOperator,
+  type GrowthResult,
   initModel,
   type Model,
-  parseOptions,
   type ScheduleRecommendation,
   SeededRandom,
   writeFileAtomic,
 } from '@sprout/core'
 import { createFit, evaluateMasked, scheduleFromRecommendation, train } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
+import { type GrowthStep, growthSteps } from './growth.js'
 import { metricsFile, runFile, runKey } from './layout.js'
 import { evalEveryAt, stepsAt, type Unit } from './plan.js'
 import type { BenchProgress } from './progress.js'
@@ -84,23 +85,42 @@ async function start(ctx: UnitContext, u: Unit, source: Model): Promise<Start | 
     ...(p.variant ? { variantTarget: p.target } : {}),
   }
   if (p.method === 'scratch') return { model: initModel(p.target, value), record }
-  const op = operators.find((o) => o.name === p.method)
-  if (!op) return { skipped: `method ${p.method} is not installed` }
-  let options: Record<string, unknown>
+  let steps: GrowthStep[]
   try {
-    options = parseOptions(op, p.options)
-    op.check(source.spec, p.target, options)
+    steps = growthSteps(p, source.spec, operators)
   } catch (e) {
     if (e instanceof GrowthError) return { skipped: e.message }
     throw e
   }
-  const fitData = op.capabilities.learned ? await dataFor(suite, p.target, value + 200) : undefined
+  const learned = steps.some((s) => s.op.capabilities.learned)
+  const fitData = learned ? await dataFor(suite, p.target, value + 200) : undefined
   const began = performance.now()
-  const result = await op.grow(source, p.target, growthContext(value, progress.log, u.key, fitData), options)
+  let model = source
+  let result: GrowthResult | undefined
+  const details: Record<string, unknown> = {}
+  for (const step of steps) {
+    const grown = await step.op.grow(
+      model,
+      step.target,
+      growthContext(value, progress.log, u.key, fitData),
+      step.options,
+    )
+    // A composed growth's intermediate model and its optimizer state are not carried on.
+    if (model !== source) disposeModel(model)
+    if (result?.optimizerState) tf.dispose(Object.values(result.optimizerState))
+    record.growthFlops += grown.report.growthFlops
+    Object.assign(
+      details,
+      steps.length === 1 ? grown.report.details : { [step.op.name]: grown.report.details },
+    )
+    model = grown.model
+    result = grown
+  }
   record.growthSeconds = (performance.now() - began) / 1000
-  record.growthFlops = result.report.growthFlops
-  record.details = result.report.details
-  let optimizerState = result.optimizerState
+  record.details = details
+  if (!result) throw new Error(`${p.method}: no growth step ran`)
+  let optimizerState = steps.length === 1 ? result.optimizerState : undefined
+  if (result.optimizerState && !optimizerState) tf.dispose(Object.values(result.optimizerState))
   if (optimizerState && result.schedule?.freshOptimizer) {
     tf.dispose(Object.values(optimizerState))
     optimizerState = undefined

@@ -136,14 +136,14 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
   text: suiteSchema.parse({
     name: 'text',
     description:
-      "Byte-level GPT on the State of the Union addresses, in the papers' regime at this machine's scale: a 2L d128 source trained to a flattening loss (1,500 steps of 16 × 64 bytes) grown to 4L d256, whose 600-step budget scratch needs most of to reach the source's loss",
+      "Byte-level GPT on the State of the Union addresses, in the papers' regime at this machine's scale: a 1L d64 source trained until its loss flattens (1,500 steps of 16 × 64 bytes) grown to 2L d128, with a 1,000-step target budget (two thirds of the source's tokens)",
     data: 'sotu',
     batchSize: 16,
     seqLen: 64,
-    source: decoder(2, 128, 4, 64),
-    target: decoder(4, 256, 8, 64),
+    source: decoder(1, 64, 2, 64),
+    target: decoder(2, 128, 4, 64),
     sourceSteps: 1500,
-    targetSteps: 600,
+    targetSteps: 1000,
     evalEvery: 50,
     evalBatches: 16,
     schedule: { warmupSteps: 20 },
