@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { MethodRun } from './records.js'
 import { pairedDifference, seedStats, verdict } from './stats.js'
 import { summariseRuns } from './summary.js'
+import { curveRun as run } from './testing/runs.testutil.js'
 
 describe('seed statistics', () => {
   it('mean, sample std and a t-interval, by hand', () => {
@@ -31,32 +32,6 @@ describe('seed statistics', () => {
     expect(pairedDifference([0.5, null], [0.4, 0.3]).mean).toBeNull()
   })
 })
-
-/** A run whose curve is given as [flops, valLoss] pairs (flops include growth). */
-function run(
-  name: string,
-  seed: number,
-  budget: number,
-  points: [number, number][],
-  extra: Partial<MethodRun> = {},
-): MethodRun {
-  return {
-    name,
-    method: name,
-    seed,
-    budget,
-    steps: 100 * budget,
-    lr: 1e-3,
-    status: 'done',
-    growthFlops: points[0][0],
-    growthSeconds: 0,
-    curve: points.map(([flops, valLoss], step) => ({ step, flops, seconds: flops / 10, valLoss })),
-    finalValLoss: points.at(-1)![1],
-    schedule: 'suite',
-    ...(name === 'scratch' ? { lrMult: 1 } : {}),
-    ...extra,
-  }
-}
 
 describe('summariseRuns', () => {
   // Two seeds, two budgets, scratch swept over lr 1e-3 and 2e-3.
