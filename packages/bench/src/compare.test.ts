@@ -10,6 +10,7 @@ import { runBenchCompare, runBenchReport } from './compare.js'
 import type { MethodRun } from './records.js'
 import { resultTable, writeReport } from './report.js'
 import { BUILTIN_SUITES, resolveSuite } from './suites.js'
+import { curveRun } from './testing/runs.testutil.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-compare-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -185,27 +186,8 @@ describe('compare', () => {
 })
 
 describe('report', () => {
-  const run = (
-    name: string,
-    seed: number,
-    points: [number, number][],
-    extra: Partial<MethodRun> = {},
-  ): MethodRun => ({
-    name,
-    method: name,
-    seed,
-    budget: 1,
-    steps: 2,
-    lr: 3e-3,
-    status: 'done',
-    growthFlops: points[0][0],
-    growthSeconds: 0,
-    curve: points.map(([flops, valLoss], step) => ({ step, flops, seconds: flops / 10, valLoss })),
-    finalValLoss: points.at(-1)![1],
-    schedule: 'suite',
-    ...(name === 'scratch' ? { lrMult: 1 } : {}),
-    ...extra,
-  })
+  const run = (name: string, seed: number, points: [number, number][], extra: Partial<MethodRun> = {}) =>
+    curveRun(name, seed, 1, points, { steps: 2, lr: 3e-3, ...extra })
   const runs: MethodRun[] = [
     run('scratch', 0, [
       [0, 5],
