@@ -42,16 +42,38 @@ function sharing(f: tf.KernelFunc): tf.KernelFunc {
     const out = f(args)
     const data = (args.backend as MathBackendCPU).data
     const outs = Array.isArray(out) ? out : [out]
-    for (const input of Object.values(args.inputs)) {
-      const values = input ? data.get(input.dataId)?.values : undefined
-      if (!input || !ArrayBuffer.isView(values)) continue
+    for (const input of kernelTensors(args.inputs)) {
+      const values = stored(data, input)
+      if (!ArrayBuffer.isView(values)) continue
       for (const o of outs) {
-        const v = o.dataId !== input.dataId ? data.get(o.dataId)?.values : undefined
+        const v = o.dataId !== input.dataId ? stored(data, o) : undefined
         if (ArrayBuffer.isView(v) && v.buffer === values.buffer) outputs.expose(values)
       }
     }
     return out
   }
+}
+
+/**
+ * Every tensor among a kernel's inputs: most inputs are one tensor, but some are lists of tensors
+ * (RaggedGather's paramsNestedSplits, RaggedTensorToTensor's rowPartitionTensors), and optional
+ * ones may be absent.
+ */
+function kernelTensors(inputs: tf.NamedTensorInfoMap): tf.TensorInfo[] {
+  return Object.values(inputs as Record<string, tf.TensorInfo | tf.TensorInfo[] | undefined>)
+    .flat()
+    .filter((t): t is tf.TensorInfo => t?.dataId != null)
+}
+
+type Storage = MathBackendCPU['data']
+
+/**
+ * The values this backend holds for t, or undefined. `has` first: DataStorage.get on a data id
+ * the backend does not hold asks the engine to move the data here, which reads it from its
+ * owning backend and disposes it there, and that owner may be this very backend.
+ */
+function stored(data: Storage, t: { dataId: object }): tf.backend_util.BackendValues | undefined {
+  return data.has(t.dataId) ? data.get(t.dataId).values : undefined
 }
 
 /** The cpu backend, returning removed native output arrays to the pool and marking read-out ones. */
@@ -69,7 +91,10 @@ class NativeBackend extends MathBackendCPU {
   }
 
   override disposeData(dataId: object, force = false): boolean {
-    const values = this.data.get(dataId)?.values
+    // Not data.get: for a data id this backend does not hold (a tensor made with
+    // makeTensorFromDataId and never written), get would ask the engine to move the data here,
+    // which disposes it on its owner, this backend: an unbounded recursion.
+    const values = stored(this.data, { dataId })
     const removed = super.disposeData(dataId, force)
     if (removed && !this.data.has(dataId)) outputs.give(values)
     return removed
