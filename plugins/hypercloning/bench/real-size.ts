@@ -69,19 +69,23 @@ function writeGpt2(dir: string): void {
 interface Step {
   label: string
   seconds: number
+  /** User + system CPU seconds: on a shared machine the wall time mostly measures the load. */
+  cpuSeconds: number
   peakGB: number
 }
 
 /** Runs the CLI in a child process under /usr/bin/time: wall seconds and max RSS. */
 function step(label: string, args: string[], root: string): Step {
   const stats = join(root, 'time.txt')
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', stats, process.execPath, cli, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', stats, process.execPath, cli, ...args], {
     encoding: 'utf8',
   })
   if (r.status !== 0) throw new Error(`${label} failed (${r.status}):\n${r.stdout}\n${r.stderr}`)
-  const [seconds, kb] = readFileSync(stats, 'utf8').trim().split(/\s+/).slice(-2).map(Number)
-  const s = { label, seconds, peakGB: (kb * 1024) / 1e9 }
-  console.log(`${label}: ${s.seconds.toFixed(1)} s, peak RSS ${s.peakGB.toFixed(2)} GB`)
+  const [seconds, user, system, kb] = readFileSync(stats, 'utf8').trim().split(/\s+/).slice(-4).map(Number)
+  const s = { label, seconds, cpuSeconds: user + system, peakGB: (kb * 1024) / 1e9 }
+  console.log(
+    `${label}: ${s.seconds.toFixed(1)} s wall, ${s.cpuSeconds.toFixed(1)} s CPU, peak RSS ${s.peakGB.toFixed(2)} GB`,
+  )
   console.log(`  ${r.stdout.trim().split('\n').slice(-3).join('\n  ')}`)
   return s
 }
