@@ -353,10 +353,15 @@ export default {
 
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
-    expect(
-      JSON.parse(r.stdout[0]).find((m: { name: string }) => m.name === 'identity').capabilities
-        .functionPreserving,
-    ).toBe(true)
+    const listed = JSON.parse(r.stdout[0]) as { name: string; capabilities: Record<string, boolean> }[]
+    expect(listed.find((m) => m.name === 'identity')!.capabilities.functionPreserving).toBe(true)
+    expect(listed.find((m) => m.name === 'hypercloning')!.capabilities).toMatchObject({
+      width: true,
+      heads: true,
+      ffn: true,
+      depth: false,
+      functionPreserving: true,
+    })
   })
   it.each([
     [

@@ -19,6 +19,11 @@ export interface MoESpec {
   evalCapacityFactor: number
   auxLossWeight: number
   zLossWeight: number
+  /**
+   * Hidden width of each expert's MLP (fine-grained experts, e.g. granular upcycling's dFF / g).
+   * Absent: experts are as wide as the dense MLP (dFF). Present only when it differs from dFF.
+   */
+  expertDFF?: number
 }
 
 export interface ImageSpec {
@@ -77,6 +82,7 @@ const moeSchema = z.strictObject({
   evalCapacityFactor: z.number().positive().default(2.0),
   auxLossWeight: z.number().min(0).default(0.01),
   zLossWeight: z.number().min(0).default(0.001),
+  expertDFF: z.number().int().positive().optional(),
 })
 
 const imageSchema = z.strictObject({
@@ -185,6 +191,7 @@ export function parseSpec(input: unknown): TransformerSpec {
       if (l >= s.nLayers) fail(`spec.moe.layers: layer ${l} does not exist (nLayers is ${s.nLayers})`)
     if (new Set(m.layers).size !== m.layers.length) fail('spec.moe.layers: a layer index is listed twice')
     m.layers = [...m.layers].sort((a, b) => a - b)
+    if (m.expertDFF === s.dFF) delete m.expertDFF
   }
   const spec: TransformerSpec = {
     family,
@@ -258,6 +265,11 @@ export function patchCount(spec: TransformerSpec): number {
   return (img.size / img.patch) ** 2
 }
 
+/** Hidden width of an expert's MLP: moe.expertDFF when set, else dFF. */
+export function expertDFF(spec: TransformerSpec): number {
+  return spec.moe?.expertDFF ?? spec.dFF
+}
+
 export function isMoELayer(spec: TransformerSpec, layer: number): boolean {
   return spec.moe?.layers.includes(layer) ?? false
 }
@@ -268,7 +280,10 @@ export function outputSize(spec: TransformerSpec): number {
 }
 
 export function specSummary(spec: TransformerSpec): string {
-  const moe = spec.moe ? ` moe(${spec.moe.experts}x top${spec.moe.topK} @${spec.moe.layers.join(',')})` : ''
+  const expertFF = spec.moe?.expertDFF === undefined ? '' : ` ff${spec.moe.expertDFF}`
+  const moe = spec.moe
+    ? ` moe(${spec.moe.experts}x${expertFF} top${spec.moe.topK} @${spec.moe.layers.join(',')})`
+    : ''
   const kv = spec.nKVHeads !== undefined ? ` kv${spec.nKVHeads}` : ''
   const rope = spec.positional === 'rotary' ? ' rope' : ''
   return `${spec.family} L${spec.nLayers} d${spec.dModel} h${spec.nHeads}x${spec.headDim}${kv} ff${spec.dFF}${moe}${rope}`

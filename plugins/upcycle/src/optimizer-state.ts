@@ -11,6 +11,10 @@ import * as tf from '@tensorflow/tfjs'
 export function upcycleOptimizerState(denseState: Params, spec: TransformerSpec): Params {
   if (!spec.moe)
     throw new GrowthError("upcycleOptimizerState: the spec has no moe field; pass the upcycled model's spec")
+  if (spec.moe.expertDFF !== undefined)
+    throw new GrowthError(
+      'upcycleOptimizerState: granular experts (moe.expertDFF) are rescaled shards of the dense MLP, whose moments do not carry over; train them with a fresh optimizer',
+    )
   const { moe: _, ...rest } = spec
   const dense = new Set(paramTable(rest as TransformerSpec).map((p) => p.name))
   const slots = new Set<string>()
