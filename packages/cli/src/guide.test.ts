@@ -75,7 +75,13 @@ describe.skipIf(!torchPython)('docs/huggingface.md end to end', () => {
     const spec = JSON.parse(readFileSync(d('gpt2-sprout/sprout.json'), 'utf8')).spec
     writeFileSync(
       d('target.json'),
-      JSON.stringify({ ...spec, dModel: spec.dModel * 2, nLayers: spec.nLayers * 2, dFF: spec.dFF * 2 }),
+      JSON.stringify({
+        ...spec,
+        dModel: spec.dModel * 2,
+        nHeads: spec.nHeads * 2,
+        nLayers: spec.nLayers * 2,
+        dFF: spec.dFF * 2,
+      }),
     )
     await sprout(
       'grow',
@@ -103,7 +109,7 @@ describe.skipIf(!torchPython)('docs/huggingface.md end to end', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   const sproutLogits = () => {
-    const t = readSafetensors(d('sprout-logits.safetensors')).tensors.logits!
+    const t = readSafetensors(d('sprout-logits.safetensors')).tensors.get('logits')!
     return Float32Array.from(t.data as Float32Array)
   }
 

@@ -33,7 +33,7 @@ async function run(...argv: string[]) {
 
 beforeAll(async () => {
   writeFileSync(specPath, JSON.stringify(spec))
-  writeFileSync(wide, JSON.stringify({ ...spec, dModel: 32, dFF: 64 }))
+  writeFileSync(wide, JSON.stringify({ ...spec, dModel: 32, nHeads: 4, dFF: 64 }))
   expect((await run('init', '--spec', specPath, '--out', src, '--json')).code).toBe(0)
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -183,7 +183,7 @@ describe('--json prints exactly one JSON document on stdout', () => {
       'CHECKPOINT_NOT_FOUND',
       /nowhere/,
     ],
-    [['bench', 'compare', '--suite', 'nosuch', '--json'], EXIT.error, expect.any(String), /nosuch/],
+    [['bench', 'compare', '--suite', 'nosuch', '--json'], EXIT.usage, 'USAGE', /nosuch/],
   ])('error %j: exit %i and {"error": {code, message}}', async (args, exit, code, message) => {
     const r = await run(...args)
     expect(r.code).toBe(exit)

@@ -78,7 +78,8 @@ function check(program: Command, args: string[]): string[] {
     if (!global.includes(flag)) return [`unknown global option ${flag}`]
     i += flag === '--backend' && !args[i]!.includes('=') ? 2 : 1
   }
-  if (i >= args.length) return []
+  // A placeholder (`sprout …`, `sprout <command> --help`) names no command to check.
+  if (i >= args.length || /^(…|\.\.\.|<.*>)$/.test(args[i]!)) return []
   let command: Command | undefined = program.commands.find((c) => c.name() === args[i])
   if (!command) return [`unknown command "${args[i]}"`]
   i++

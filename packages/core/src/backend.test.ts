@@ -64,7 +64,7 @@ const working: BackendCandidate = {
         if (!tf.findBackend(mod.sproutBackend.name)) {
           registrations++
           const Cpu = tf.findBackend('cpu')!.constructor as new () => tf.KernelBackend
-          tf.registerBackend(mod.sproutBackend.name, () => new Cpu())
+          tf.registerBackend(mod.sproutBackend.name, () => Object.assign(new Cpu(), { firstUse: false }))
           for (const k of tf.getKernelsForBackend('cpu'))
             tf.registerKernel({ ...k, backendName: mod.sproutBackend.name })
         }
