@@ -56,7 +56,10 @@ describe('release metadata of every published package', () => {
       encoding: 'utf8',
     })
     expect(r.status, r.stderr).toBe(0)
-    const packs = JSON.parse(r.stdout) as { name: string; files: { path: string }[] }[]
+    // --workspaces also packs private workspaces (the generators); only the published ones count.
+    const packs = (JSON.parse(r.stdout) as { name: string; files: { path: string }[] }[]).filter((p) =>
+      versions.has(p.name),
+    )
     expect(packs.map((p) => p.name).sort()).toEqual([...versions.keys()].sort())
     for (const p of packs) {
       const files = p.files.map((f) => f.path)
