@@ -22,13 +22,15 @@ fi
 
 # `npm install` rather than `npm ci`: npm 11 writes lock files without other platforms' optional
 # binaries (biome, rollup) and then `npm ci` rejects its own lock file as out of sync.
-npm install --no-audit --no-fund
+# The native addon is built below, once, rather than by @sprout/backend-native's install step.
+SPROUT_SKIP_ADDON_BUILD=1 npm install --no-audit --no-fund
 NX_DAEMON=false npx nx run-many -t build --output-style=static
 
-# The native backend's Node-API addon (OpenBLAS matrix products). Optional: if it cannot be
-# built, Sprout runs on the cpu backend and says how to get the fast path.
-if have_blas && npm run build:addon -w @sprout/backend-native >/tmp/sprout-addon-build.log 2>&1; then
+# The native backend's Node-API addon (OpenBLAS matrix products), with the same script a user's
+# `npm install` runs: this Node's own headers, never a download. Optional: without it Sprout runs
+# on the cpu backend and says how to get the fast path (`npx sprout doctor`).
+if node packages/backend-native/scripts/build-addon.cjs build >/tmp/sprout-addon-build.log 2>&1; then
   echo "setup: built @sprout/backend-native (OpenBLAS)"
 else
-  echo "setup: warning: could not build @sprout/backend-native (see /tmp/sprout-addon-build.log); Sprout will use the slower cpu backend"
+  echo "setup: warning: $(tail -1 /tmp/sprout-addon-build.log) (log: /tmp/sprout-addon-build.log); Sprout will use the slower cpu backend"
 fi

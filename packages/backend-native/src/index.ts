@@ -1,15 +1,28 @@
 import { availableParallelism } from 'node:os'
+import type { BackendCandidate } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
-import { loadAddon, type NativeAddon } from './addon.js'
+import { loadAddon, type NativeAddon, type NativeStatus } from './addon.js'
 import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
+import { diagnoseNative, type NativeDiagnosis } from './diagnose.js'
 import { FUSED_TABLE } from './fused.js'
 import { type KernelInputs, NATIVE_TABLE, type NativeKernel } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 import { outputs } from './pool.js'
 
-export { ADDON_PATH, loadAddon, type NativeAddon } from './addon.js'
+export {
+  ADDON_PATH,
+  type AddonLoad,
+  BUILD_COMMAND,
+  BUILD_RECORD_PATH,
+  type BuildRecord,
+  lastBuild,
+  loadAddon,
+  type NativeAddon,
+  type NativeStatus,
+} from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
+export { type BuildCheck, buildPrerequisites, type NativeDiagnosis } from './diagnose.js'
 export { FUSED_TABLE } from './fused.js'
 export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
 export { nativeBatchMatMul } from './matmul.js'
@@ -24,7 +37,7 @@ export const NATIVE_KERNELS: readonly string[] = [
   ...Object.keys(NATIVE_TABLE),
 ]
 
-type Status = { ok: true; detail: string } | { ok: false; reason: string }
+type Status = NativeStatus
 let status: Status | null = null
 
 function cpuKernel(name: string): tf.KernelFunc {
@@ -214,7 +227,7 @@ export function registerNativeBackend(): Status {
   if (status) return status
   const loaded = loadAddon()
   if (!loaded.ok) {
-    status = { ok: false, reason: loaded.reason }
+    status = { ok: false, kind: loaded.kind, reason: loaded.reason, fix: loaded.fix }
     return status
   }
   registerKernels(loaded.addon)
@@ -232,7 +245,34 @@ export function registerNativeBackend(): Status {
   )
   status = {
     ok: true,
+    threads,
+    blas: loaded.addon.blas,
     detail: `OpenBLAS matmul and C++ kernels on ${threads} threads; ${NATIVE_KERNELS.length} native and ${Object.keys(FUSED_TABLE).length} fused kernels, the rest from cpu`,
   }
   return status
+}
+
+/**
+ * This package as a backend candidate for `selectBackend` from @sprout/core (the export name
+ * core's `backendFromModule` looks for): loading it registers the `native` backend. The addon
+ * is built at install, or later with BUILD_COMMAND.
+ *
+ * ```ts
+ * import { selectBackend } from '@sprout/core'
+ * import { sproutBackend } from '@sprout/backend-native'
+ * await selectBackend(undefined, { candidates: [sproutBackend] })
+ * ```
+ */
+export const sproutBackend: BackendCandidate = {
+  name: NATIVE_BACKEND,
+  module: '@sprout/backend-native',
+  load: async () => {
+    const s = registerNativeBackend()
+    return s.ok ? { ok: true, detail: s.detail } : { ok: false, kind: 'failed', reason: s.reason, fix: s.fix }
+  },
+}
+
+/** Everything `sprout doctor` reports about this backend (registers it when it can). */
+export function nativeDiagnosis(): NativeDiagnosis {
+  return diagnoseNative(registerNativeBackend())
 }
