@@ -5,8 +5,6 @@ const bond = z.number().int().min(1).max(64)
 
 export const mangoOptions = z.strictObject({
   ...learnedOptionsShape,
-  /** Fitting steps: fewer than LiGO's default, so that a default Mango grow costs at most 2× LiGO's (see README). */
-  steps: z.number().int().min(0).default(100),
   /**
    * Tensor-ring rank of every bond, or four bond ranks [a (L→B), b (B→I), c (I→O), d (O→L)].
    * The default [2, 2, 2, 1] is the smallest ring that holds the function-preserving start.

@@ -4,7 +4,6 @@ import {
   forward,
   initModel,
   type Model,
-  type Params,
   paramTable,
   parseSpec,
   SeededRandom,
