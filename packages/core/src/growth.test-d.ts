@@ -5,7 +5,15 @@ import { defineOperator, type GrowthOperator, z } from './growth.js'
 import { defineLearnedOperator, type LearnedParametrisation, learnedOptionsShape } from './learned.js'
 
 const schema = z.strictObject({ copies: z.number().int().default(2), mode: z.enum(['a', 'b']).default('a') })
-const caps = { width: true, depth: false, heads: false, ffn: false, moe: false, learned: false, functionPreserving: true }
+const caps = {
+  width: true,
+  depth: false,
+  heads: false,
+  ffn: false,
+  moe: false,
+  learned: false,
+  functionPreserving: true,
+}
 
 const op = defineOperator({
   name: 'typed',
@@ -19,7 +27,15 @@ const op = defineOperator({
     expectTypeOf(options.copies).toBeNumber()
     return {
       model: source,
-      report: { method: 'typed', growthFlops: 0, steps: 0, seconds: 0, functionPreserving: true, maxAbsLogitDiff: 0, details: {} },
+      report: {
+        method: 'typed',
+        growthFlops: 0,
+        steps: 0,
+        seconds: 0,
+        functionPreserving: true,
+        maxAbsLogitDiff: 0,
+        details: {},
+      },
     }
   },
 })
@@ -37,7 +53,15 @@ defineOperator({
   },
   grow: async (source) => ({
     model: source,
-    report: { method: 'x', growthFlops: 0, steps: 0, seconds: 0, functionPreserving: true, maxAbsLogitDiff: 0, details: {} },
+    report: {
+      method: 'x',
+      growthFlops: 0,
+      steps: 0,
+      seconds: 0,
+      functionPreserving: true,
+      maxAbsLogitDiff: 0,
+      details: {},
+    },
   }),
 })
 
@@ -48,7 +72,12 @@ const learned = defineLearnedOperator({
   options: z.strictObject({ ...learnedOptionsShape, rank: z.number().default(1) }),
   capabilities: { width: true, depth: true, heads: true, ffn: true, moe: false },
   create(_s, _t, _p, options) {
-    expectTypeOf(options).toEqualTypeOf<{ steps: number; learningRate: number; weightDecay: number; rank: number }>()
+    expectTypeOf(options).toEqualTypeOf<{
+      steps: number
+      learningRate: number
+      weightDecay: number
+      rank: number
+    }>()
     return parametrisation
   },
 })
