@@ -147,8 +147,16 @@ export interface GrowthOperator<O extends Record<string, unknown> = Record<strin
   grow(source: Model, target: TransformerSpec, ctx: GrowthContext, options: O): Promise<GrowthResult>
 }
 
-/** Identity helper that keeps the option type for plugin authors. */
-export function defineOperator<O extends Record<string, unknown>>(op: GrowthOperator<O>): GrowthOperator<O> {
+/**
+ * Identity helper for plugin authors: the options type is inferred from the zod schema (its
+ * output, defaults filled), so `check` and `grow` receive typed options without a cast.
+ */
+export function defineOperator<S extends z.ZodType<Record<string, unknown>>>(
+  op: Omit<GrowthOperator<z.output<S>>, 'options'> & { options: S },
+): GrowthOperator<z.output<S>>
+/** With an explicit options type (older plugins); the schema must produce it. */
+export function defineOperator<O extends Record<string, unknown>>(op: GrowthOperator<O>): GrowthOperator<O>
+export function defineOperator(op: GrowthOperator): GrowthOperator {
   return op
 }
 
