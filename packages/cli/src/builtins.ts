@@ -1,3 +1,4 @@
+import blockExpansion from '@sprout/block-expansion'
 import type { GrowthOperator } from '@sprout/core'
 import identity from '@sprout/identity'
 import lemon from '@sprout/lemon'
@@ -11,4 +12,13 @@ import upcycle from '@sprout/upcycle'
  * Methods that ship with the CLI. Each plugin default-exports its GrowthOperator;
  * add one import and one entry per built-in plugin.
  */
-export const builtinOperators: GrowthOperator<any>[] = [identity, lemon, ligo, mango, net2net, stack, upcycle]
+export const builtinOperators: GrowthOperator<any>[] = [
+  blockExpansion,
+  identity,
+  lemon,
+  ligo,
+  mango,
+  net2net,
+  stack,
+  upcycle,
+]
