@@ -23,6 +23,8 @@ const arg = (name: string) => {
 const work = resolve(arg('--work') ?? '/tmp/sprout-real-size')
 const only = arg('--only')?.split(',')
 const keep = process.argv.includes('--keep')
+// Reuse a source already imported into --work by an earlier run (its import is then not re-measured).
+const reuse = process.argv.includes('--reuse')
 
 const gpt2Small = {
   family: 'decoder',
@@ -133,6 +135,8 @@ for (const c of cases.filter((c) => !only || only.includes(c.name))) {
   const src = sources[c.source]
   const hf = join(work, `${c.source}-hf`)
   const ckpt = join(work, `${c.source}-sprout`)
+  if (!imported.has(c.source) && reuse && existsSync(join(ckpt, 'sprout.json')))
+    imported.set(c.source, { seconds: Number.NaN, maxRssMiB: Number.NaN })
   if (!imported.has(c.source)) {
     // Make the random source once and export it: the "Hugging Face checkpoint" users start from.
     const specPath = join(work, `${c.source}.json`)
@@ -164,7 +168,9 @@ for (const c of cases.filter((c) => !only || only.includes(c.name))) {
   const exp = sprout(['convert', '--to', 'hf', '--in', grown, '--out', out])
   const larger = Math.max(mib(src), mib(c.target))
   const cell = (m: Measured) =>
-    `${m.seconds.toFixed(1)} s / ${m.maxRssMiB.toFixed(0)} MiB (${(m.maxRssMiB / larger).toFixed(2)}×)`
+    Number.isNaN(m.seconds)
+      ? 'reused'
+      : `${m.seconds.toFixed(1)} s / ${m.maxRssMiB.toFixed(0)} MiB (${(m.maxRssMiB / larger).toFixed(2)}×)`
   const line = `| ${c.name} | ${specSummary(parseSpec(src))} → ${specSummary(parseSpec(c.target))} | ${c.method} ${c.options.join(' ')} | ${larger.toFixed(0)} MiB | ${cell(imported.get(c.source)!)} | ${cell(grow)} | ${cell(exp)} |`
   console.log(line)
   rows.push(line)
