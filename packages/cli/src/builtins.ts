@@ -1,3 +1,4 @@
+import blockExpansion from '@sprout/block-expansion'
 import type { GrowthOperator } from '@sprout/core'
 import hypercloning from '@sprout/hypercloning'
 import identity from '@sprout/identity'
@@ -13,6 +14,7 @@ import upcycle from '@sprout/upcycle'
  * add one import and one entry per built-in plugin.
  */
 export const builtinOperators: GrowthOperator<any>[] = [
+  blockExpansion,
   hypercloning,
   identity,
   lemon,

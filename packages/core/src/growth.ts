@@ -63,6 +63,13 @@ export interface GrowthResult {
   schedule?: ScheduleRecommendation
   /** New structure faded in during training (MSG-style); the model is lossless at mask 0. */
   mask?: GrowthMask
+  /**
+   * Target parameters that are new structure, not source parameters carried over in their role
+   * (block expansion: every parameter of the inserted blocks). `sprout grow` stores the list in
+   * the checkpoint so a run with `"freeze": ["source"]` trains only these. Absent when the method
+   * does not say; freezing "source" is then refused.
+   */
+  newParams?: string[]
 }
 
 /**

@@ -18,6 +18,7 @@ import { type Dataset, openDataset, type TokenizerName } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { parseRunConfig, type RunConfig, readRunConfig } from './config.js'
 import { createFit } from './fit.js'
+import { resolveFrozen } from './freeze.js'
 import { CHECKPOINT_DIR, evaluate, type TrainerState, train } from './loop.js'
 
 export interface Io {
@@ -50,13 +51,19 @@ function readSpecArg(spec: string | Record<string, unknown>): TransformerSpec {
   }
 }
 
-/** The model to train, and the growth mask its checkpoint carries (MSG-style stacking). */
-function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask } {
-  if (config.from === undefined) return { model: initModel(readSpecArg(config.spec!), config.seed) }
+/** What a checkpoint's meta says about growth: the mask (MSG-style stacking) and the new parameters. */
+function growthMeta(meta: Record<string, unknown>): { mask?: GrowthMask; newParams: string[] | null } {
+  const m = meta as { mask?: GrowthMask | null; newParams?: string[] | null }
+  return { mask: m.mask ?? undefined, newParams: m.newParams ?? null }
+}
+
+/** The model to train, the growth mask its checkpoint carries and the parameters growth added. */
+function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask; newParams: string[] | null } {
+  if (config.from === undefined)
+    return { model: initModel(readSpecArg(config.spec!), config.seed), newParams: null }
   const ckpt = loadCheckpoint(config.from)
   if (ckpt.state) tf.dispose(Object.values(ckpt.state))
-  const mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
-  return { model: ckpt.model, mask }
+  return { model: ckpt.model, ...growthMeta(ckpt.meta) }
 }
 
 function refuseExistingRun(out: string): void {
@@ -77,6 +84,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
   let model: Model
   let resumeFrom: TrainerState | undefined
   let mask: GrowthMask | undefined
+  let newParams: string[] | null = null
   let optimizerState: Record<string, tf.Tensor> | undefined
   if (args.resume !== undefined) {
     // A resumed run keeps its config and seed (changing them would break exact continuation).
@@ -101,7 +109,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       )
     const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
     model = ckpt.model
-    mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
+    ;({ mask, newParams } = growthMeta(ckpt.meta))
     optimizerState = ckpt.state ?? undefined
     resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
     if (!resumeFrom) {
@@ -122,7 +130,15 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       throw new SproutError('USAGE', 'pass --out DIR for the checkpoints and metrics')
     out = resolve(args.out)
     refuseExistingRun(out)
-    ;({ model, mask } = initialModel(config))
+    ;({ model, mask, newParams } = initialModel(config))
+  }
+  let frozen: Set<string>
+  try {
+    frozen = resolveFrozen(config.freeze ?? [], Object.keys(model.params), newParams)
+  } catch (e) {
+    disposeModel(model)
+    if (optimizerState) tf.dispose(Object.values(optimizerState))
+    throw e
   }
   let data: Dataset | null = null
   let val: ReturnType<Dataset['valBatches']> = []
@@ -147,6 +163,10 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       writeFileAtomic(join(out, RUN_FILE), `${JSON.stringify({ config, data: data.describe }, null, 2)}\n`)
     }
     io.err(`training ${specSummary(model.spec)} on ${data.describe} for ${config.steps} steps -> ${out}`)
+    if (frozen.size > 0)
+      io.err(
+        `  frozen: ${frozen.size} of ${Object.keys(model.params).length} parameters (${config.freeze!.join(', ')})`,
+      )
     process.on('SIGINT', onSigint)
     const result = await train({
       model,
@@ -171,8 +191,11 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
         tokenizer: config.tokenizer,
         seqLen: config.seqLen ?? model.spec.maxSeqLen,
         mask: mask ?? null,
+        // Carried along so a resumed run (or a later one from this checkpoint) can freeze "source".
+        newParams,
       },
       mask,
+      frozen: [...frozen],
       optimizerState,
       resumeFrom,
       log: (l) => io.err(l),

@@ -62,6 +62,11 @@ export const runConfigSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Parameters to keep fixed: "source" (everything but the new parameters a growth method
+     * recorded, e.g. block expansion's inserted blocks), exact names or globs like "layers.*.attn.*".
+     */
+    freeze: z.array(z.string().min(1)).optional(),
     /** Seed for initialisation and data order. */
     seed: z.number().int().nonnegative().default(1),
   })

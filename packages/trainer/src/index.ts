@@ -1,6 +1,7 @@
 export * from './commands.js'
 export * from './config.js'
 export * from './fit.js'
+export * from './freeze.js'
 export * from './loop.js'
 export * from './optimizers.js'
 export * from './progress.js'

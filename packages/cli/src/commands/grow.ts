@@ -85,6 +85,8 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
           source: args.from,
           schedule: result.schedule ?? null,
           mask: result.mask ?? null,
+          // Which parameters are new (for the trainer's "freeze": ["source"]); null: not recorded.
+          newParams: result.newParams ?? null,
         },
         state: result.optimizerState,
       })
