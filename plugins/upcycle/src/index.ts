@@ -17,6 +17,7 @@ import {
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
+import { upcycleMomentMap } from './optimizer-state.js'
 
 const layerList = z.array(z.number().int().min(0))
 
@@ -275,6 +276,7 @@ const upcycle = defineOperator<UpcycleOptions>({
     }
     return {
       model,
+      moments: upcycleMomentMap(spec),
       report: {
         method: M,
         growthFlops: written,
@@ -296,5 +298,5 @@ const upcycle = defineOperator<UpcycleOptions>({
 })
 
 export default upcycle
-export { upcycleOptimizerState } from './optimizer-state.js'
+export { upcycleMomentMap, upcycleOptimizerState } from './optimizer-state.js'
 export { upcycle }
