@@ -392,7 +392,8 @@ export async function trainProgressive(opts: ProgressiveOptions): Promise<Progre
       const next = opts.stages[stage]
       const stopAt = next ? next.step : opts.config.steps
       let last: TrainResult | null = null
-      if (!state || state.step < stopAt) {
+      // Without a next stage train() always runs (a finished run resumed returns at once).
+      if (!next || !state || state.step < stopAt) {
         last = await train({
           ...opts,
           model,
