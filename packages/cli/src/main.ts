@@ -114,7 +114,8 @@ export function buildProgram(io: Io): Command {
     .option('--json', 'print {step, trainLoss, valLoss, tokens, flops, seconds} as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
-      await runTrain(opts, io)
+      // Growth stages in the config name their methods like --method does (built-in, path or package).
+      await runTrain({ ...opts, resolveMethod: (ref: string) => resolveMethod(ref, registry) }, io)
     })
 
   program

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { GrowthError, SproutError } from './errors.js'
 import { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
+import type { MomentMap } from './moments.js'
 import type { Model, Params } from './params.js'
 import { SeededRandom } from './random.js'
 import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
@@ -60,6 +61,12 @@ export interface GrowthResult {
   report: GrowthReport
   /** Optimizer moments for the target parameters, where the method transfers them. */
   optimizerState?: Params
+  /**
+   * How the source's optimizer moments become the target's (see `applyMomentMap`), for methods
+   * whose growth is a fixed map of parameters. Absent: the trainer resets the moments (with a
+   * warm-up) when it grows inside a run.
+   */
+  moments?: MomentMap
   schedule?: ScheduleRecommendation
   /** New structure faded in during training (MSG-style); the model is lossless at mask 0. */
   mask?: GrowthMask
@@ -79,11 +86,14 @@ export interface GrowthResult {
 export interface GrowthMask {
   params: string[]
   rampSteps: number
+  /** Training step at which the ramp starts (a growth inside a progressive run); default 0. */
+  startStep?: number
 }
 
 /** The mask's multiplier at a training step. */
 export function maskScale(mask: GrowthMask, step: number): number {
-  return mask.rampSteps <= 0 ? 1 : Math.min(1, Math.max(0, step / mask.rampSteps))
+  const t = step - (mask.startStep ?? 0)
+  return mask.rampSteps <= 0 ? 1 : Math.min(1, Math.max(0, t / mask.rampSteps))
 }
 
 /** The model as the forward pass sees it at `step`: masked parameters scaled by m(step) (new tensors; others shared). */
@@ -152,6 +162,12 @@ export interface GrowthOperator<O extends Record<string, unknown> = Record<strin
   /** Throws GrowthError when this operator cannot grow source into target with these options. */
   check(source: TransformerSpec, target: TransformerSpec, options: O): void
   grow(source: Model, target: TransformerSpec, ctx: GrowthContext, options: O): Promise<GrowthResult>
+  /**
+   * Optional: when to grow inside a progressive run (`"atStep": "auto"`), as tokens of training
+   * at the source size, for a target of `targetParams` parameters and a run of `computeFlops`
+   * FLOPs (G_stack's timing formula for stacking). Methods without it need an explicit step.
+   */
+  growthTokens?(run: { targetParams: number; computeFlops: number }, options: O): number
 }
 
 /**

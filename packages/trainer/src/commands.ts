@@ -19,7 +19,21 @@ import * as tf from '@tensorflow/tfjs'
 import { parseRunConfig, type RunConfig, readRunConfig } from './config.js'
 import { createFit } from './fit.js'
 import { resolveFrozen } from './freeze.js'
-import { CHECKPOINT_DIR, evaluate, type TrainerState, train } from './loop.js'
+import {
+  CHECKPOINT_DIR,
+  evaluate,
+  type TrainerState,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from './loop.js'
+import {
+  type OperatorResolver,
+  type PlannedStage,
+  planStages,
+  type StageRecord,
+  trainProgressive,
+} from './stages.js'
 
 export interface Io {
   out(line: string): void
@@ -36,6 +50,8 @@ export interface TrainArgs {
   json?: boolean
   /** Force the progress bar on/off (default: when stderr is a TTY). */
   progress?: boolean
+  /** Resolves the methods of a config's growth `stages` (the CLI passes its plugin resolver). */
+  resolveMethod?: OperatorResolver
 }
 
 const RUN_FILE = 'run.json'
@@ -86,6 +102,8 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
   let mask: GrowthMask | undefined
   let newParams: string[] | null = null
   let optimizerState: Record<string, tf.Tensor> | undefined
+  let stage = 0
+  let records: StageRecord[] = []
   if (args.resume !== undefined) {
     // A resumed run keeps its config and seed (changing them would break exact continuation).
     if (args.config !== undefined)
@@ -112,6 +130,8 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
     ;({ mask, newParams } = growthMeta(ckpt.meta))
     optimizerState = ckpt.state ?? undefined
     resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
+    stage = (ckpt.meta as { stage?: number }).stage ?? 0
+    records = (ckpt.meta as { stages?: StageRecord[] }).stages ?? []
     if (!resumeFrom) {
       disposeModel(model)
       if (optimizerState) tf.dispose(Object.values(optimizerState))
@@ -156,11 +176,31 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       seed: config.seed,
       tokenizer: config.tokenizer,
     })
+    // Stages are checked before anything is written: a bad stage leaves no run directory.
+    const stages: PlannedStage[] = await planStages(
+      config.stages ?? [],
+      {
+        spec: model.spec,
+        appliedStages: stage,
+        steps: config.steps,
+        tokensPerStep: data.train.tokensPerBatch * config.accumulate,
+        seqLen: data.train.seqLen,
+        examplesPerStep: data.train.batchSize * config.accumulate,
+        budgetFlops: config.budget.flops,
+      },
+      args.resolveMethod,
+    )
     val = data.valBatches(config.evalBatches)
+    const describe = data.describe
+    const writeRun = (stageRecords: StageRecord[]) =>
+      writeFileAtomic(
+        join(out, RUN_FILE),
+        `${JSON.stringify({ config, data: describe, ...(stages.length > 0 ? { stages: stageRecords } : {}) }, null, 2)}\n`,
+      )
     if (!resumeFrom) {
       createdOut = !existsSync(out)
       mkdirSync(out, { recursive: true })
-      writeFileAtomic(join(out, RUN_FILE), `${JSON.stringify({ config, data: data.describe }, null, 2)}\n`)
+      writeRun([])
     }
     io.err(`training ${specSummary(model.spec)} on ${data.describe} for ${config.steps} steps -> ${out}`)
     if (frozen.size > 0)
@@ -168,7 +208,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
         `  frozen: ${frozen.size} of ${Object.keys(model.params).length} parameters (${config.freeze!.join(', ')})`,
       )
     process.on('SIGINT', onSigint)
-    const result = await train({
+    const trainOptions: TrainOptions = {
       model,
       train: data.train,
       val,
@@ -201,7 +241,21 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       log: (l) => io.err(l),
       progress: args.progress,
       shouldStop: () => stop.requested,
-    })
+    }
+    let result: TrainResult
+    let finalStage = 0
+    if (stages.length > 0) {
+      const r = await trainProgressive({
+        ...trainOptions,
+        stages,
+        seed: config.seed,
+        stage,
+        records,
+        onStage: writeRun,
+      })
+      result = r
+      finalStage = r.stage
+    } else result = await train(trainOptions)
     const s = result.state
     try {
       io.out(
@@ -209,6 +263,10 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
           `train loss ${result.trainLoss.toFixed(4)}, val loss ${result.valLoss?.toFixed(4) ?? '-'}, ` +
           `${s.tokens.toLocaleString('en-US')} tokens, ${formatFlops(s.flops)}, ${s.seconds.toFixed(1)} s`,
       )
+      if (stages.length > 0)
+        io.out(
+          `  stage ${finalStage} of ${stages.length}: ${specSummary(result.model.spec)} (growth steps ${stages.map((x) => `${x.step} ${x.op.name}`).join(', ')})`,
+        )
       if (data.unigramEntropy !== undefined)
         io.out(`  unigram entropy of the training text: ${data.unigramEntropy.toFixed(4)} nats/token`)
       io.out(`  checkpoint: ${join(out, CHECKPOINT_DIR)}; metrics: ${join(out, 'metrics.jsonl')}`)
@@ -222,6 +280,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
             tokens: s.tokens,
             flops: s.flops,
             seconds: s.seconds,
+            ...(stages.length > 0 ? { stage: finalStage, spec: result.model.spec } : {}),
           }),
         )
     } finally {

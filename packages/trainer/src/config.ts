@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { formatIssue, SproutError } from '@sprout/core'
 import { z } from 'zod'
+import { stageSchema } from './stages.js'
 
 const positive = z.number().positive()
 const count = z.number().int().positive()
@@ -69,6 +70,8 @@ export const runConfigSchema = z
     freeze: z.array(z.string().min(1)).optional(),
     /** Seed for initialisation and data order. */
     seed: z.number().int().nonnegative().default(1),
+    /** Growth stages of a progressive run, in order (`steps` stays the run's total). */
+    stages: z.array(stageSchema).optional(),
   })
   .strict()
 
@@ -106,5 +109,11 @@ export function readRunConfig(path: string): RunConfig {
     spec: typeof c.spec === 'string' ? abs(c.spec) : c.spec,
     from: c.from !== undefined ? abs(c.from) : undefined,
     data: dataIsPath ? abs(c.data) : c.data,
+    stages: c.stages?.map((s) => ({
+      ...s,
+      target: typeof s.target === 'string' ? abs(s.target) : s.target,
+      // A plugin given by path is relative to the config, like every other path in it.
+      method: s.method.startsWith('.') ? abs(s.method) : s.method,
+    })),
   }
 }

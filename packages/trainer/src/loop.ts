@@ -56,6 +56,8 @@ export interface MetricsRow {
   gradNorm: number
   tokensPerSecond: number
   seconds: number
+  /** Growth stage of a progressive run (0 before the first growth); absent in single-stage runs. */
+  stage?: number
 }
 
 /** Where a run stands; stored in the checkpoint's meta so `resume` continues exactly. */
@@ -98,6 +100,15 @@ export interface TrainOptions {
    * weight decay, and their weight-gradient FLOPs are not charged.
    */
   frozen?: readonly string[]
+  /**
+   * Progressive runs: end this call at this step (a growth stage follows; the schedule still spans
+   * `config.steps`), tag metrics rows with `stage`, show `progressLabel` in the progress bar, and
+   * return the optimizer moments (`keepOptimizerState`) for mapping onto the grown model.
+   */
+  stopAtStep?: number
+  stage?: number
+  progressLabel?: string
+  keepOptimizerState?: boolean
 }
 
 export type StopReason = 'steps' | 'flops' | 'seconds' | 'targetValLoss' | 'interrupted'
@@ -109,6 +120,8 @@ export interface TrainResult {
   valLoss: number | null
   history: MetricsRow[]
   stoppedBy: StopReason
+  /** The optimizer moments at the end (with `keepOptimizerState`); the caller owns them. */
+  optimizerState?: Params
 }
 
 export const CHECKPOINT_DIR = 'checkpoint'
@@ -266,7 +279,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     ),
   }
   const optimizer = createOptimizer(vars, config.optimizer)
-  const progress = createProgress(config.steps, opts.progress ?? process.stderr.isTTY === true, log)
+  const progress = createProgress(config.steps, opts.progress ?? process.stderr.isTTY === true, log, {
+    label: opts.progressLabel,
+    start: opts.resumeFrom?.step,
+  })
+  const endStep = Math.min(config.steps, opts.stopAtStep ?? config.steps)
   try {
     if (opts.optimizerState) optimizer.load(opts.optimizerState, opts.resumeFrom?.optimizerSteps ?? 0)
     if (opts.resumeFrom) stream.seek(opts.resumeFrom.cursor)
@@ -306,7 +323,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       checkpointed = state.step
     }
 
-    while (state.step < config.steps) {
+    while (state.step < endStep) {
       // Yield once per step so signal handlers (Ctrl-C) and IPC can run during a long run.
       await new Promise((resolve) => setImmediate(resolve))
       const budget = config.budget ?? {}
@@ -382,6 +399,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         gradNorm: norm,
         tokensPerSecond: (stream.tokensPerBatch * accumulate) / ((performance.now() - stepStart) / 1000),
         seconds: state.seconds,
+        ...(opts.stage !== undefined ? { stage: opts.stage } : {}),
       }
       history.push(row)
       if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify(row)}\n`)
@@ -413,6 +431,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       valLoss: state.lastValLoss,
       history,
       stoppedBy,
+      ...(opts.keepOptimizerState ? { optimizerState: optimizer.state() } : {}),
     }
   } finally {
     progress.stop()

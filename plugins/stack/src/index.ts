@@ -5,7 +5,9 @@ import {
   GrowthError,
   type GrowthMask,
   type GrowthResult,
+  type MomentMap,
   type Params,
+  paramTable,
   specDifference,
   type TransformerSpec,
   validateParams,
@@ -211,6 +213,33 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
   assertMoELayerCopies('stack', source, target, (i) => order[i])
 }
 
+/**
+ * How Adam's moments follow stacking: target layer i copies the moments of the source layer it
+ * copies (order[i]); embeddings, final norm and head keep theirs. A copied layer's gradient equals
+ * its source layer's exactly when the source's residual branches are zero (then every layer sees
+ * the same stream and the same stream gradient) and approximately otherwise; copying is the
+ * Staged-Training choice for depth growth. Masked mode: the new layers start with zero moments —
+ * at mask 0 their outputs are multiplied by 0, so every gradient in them is exactly zero, while
+ * the first copy of each layer computes the source exactly (same gradients, copied moments).
+ */
+export function stackMomentMap(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: StackOptions,
+): MomentMap {
+  const order = layerOrder(source.nLayers, target.nLayers, options.mode, options.maskedOrder)
+  const masked = new Set(
+    options.mode === 'masked' ? newLayers(source.nLayers, target.nLayers, options.maskedOrder) : [],
+  )
+  const map: MomentMap = {}
+  for (const { name, layer } of paramTable(target)) {
+    if (layer === null) map[name] = { from: name }
+    else if (masked.has(layer)) map[name] = {}
+    else map[name] = { from: name.replace(/^layers\.\d+\./, `layers.${order[layer]}.`) }
+  }
+  return map
+}
+
 /** Residual-branch output projections of a layer: zero output ⇒ the pre-norm layer is an identity. */
 function outputProjections(params: Params, layer: number): string[] {
   const p = `layers.${layer}.`
@@ -235,6 +264,7 @@ const stack = defineOperator({
     functionPreserving: false,
   },
   check: checkStack,
+  growthTokens: ({ targetParams, computeFlops }) => gstackGrowthTokens(targetParams, computeFlops),
   async grow(source, target, ctx, options): Promise<GrowthResult> {
     const start = performance.now()
     checkStack(source.spec, target, options)
@@ -263,6 +293,7 @@ const stack = defineOperator({
     const copiedBytes = Object.values(params).reduce((s, t) => s + t.size, 0)
     return {
       model: { spec: structuredClone(target), params },
+      moments: stackMomentMap(source.spec, target, options),
       mask,
       report: {
         method: 'stack',

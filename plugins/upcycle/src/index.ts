@@ -20,6 +20,7 @@ import {
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { dropUnits, expertParam, groupedRouter } from './experts.js'
+import { upcycleMomentMap } from './optimizer-state.js'
 
 const layerList = z.array(z.number().int().min(0))
 
@@ -345,6 +346,7 @@ const upcycle = defineOperator<UpcycleOptions>({
     }
     return {
       model,
+      moments: upcycleMomentMap(spec),
       report: {
         method: M,
         growthFlops: written,
@@ -369,5 +371,5 @@ const upcycle = defineOperator<UpcycleOptions>({
 })
 
 export default upcycle
-export { upcycleOptimizerState } from './optimizer-state.js'
+export { upcycleMomentMap, upcycleOptimizerState } from './optimizer-state.js'
 export { upcycle }
