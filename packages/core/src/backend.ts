@@ -42,12 +42,6 @@ function quietCpuBanner(): void {
   if (b && 'firstUse' in b) b.firstUse = false
 }
 
-let chosen: BackendChoice | null = null
-function remember(choice: BackendChoice): BackendChoice {
-  chosen = choice
-  return choice
-}
-
 /**
  * Picks the fastest available backend: `tensorflow` (tfjs-node[-gpu], if the user installed
  * one), then `native` (@sprout/backend-native over OpenBLAS), then `cpu`. `preferred` or
@@ -64,7 +58,7 @@ export async function selectBackend(preferred?: string): Promise<BackendChoice> 
   if (!forced || forced === 'tensorflow') {
     for (const m of TENSORFLOW_MODULES) {
       const r = await tryImport(m)
-      if (r.ok && (await activate('tensorflow'))) return remember({ name: 'tensorflow', detail: `from ${m}` })
+      if (r.ok && (await activate('tensorflow'))) return { name: 'tensorflow', detail: `from ${m}` }
       reasons.push(r.ok ? `${m} loaded but its backend did not initialise` : r.reason)
     }
     if (forced)
@@ -80,7 +74,7 @@ export async function selectBackend(preferred?: string): Promise<BackendChoice> 
       const status =
         typeof reg === 'function' ? reg() : { ok: false, reason: 'it exports no registerNativeBackend()' }
       if (status.ok && (await activate('native')))
-        return remember({ name: 'native', detail: status.detail ?? 'OpenBLAS' })
+        return { name: 'native', detail: status.detail ?? 'OpenBLAS' }
       reasons.push(`native: ${status.reason ?? 'did not initialise'}`)
     } else reasons.push(r.reason)
     if (forced)
@@ -95,18 +89,13 @@ export async function selectBackend(preferred?: string): Promise<BackendChoice> 
   const hint = reasons.some((r) => r.startsWith('native:'))
     ? reasons.find((r) => r.startsWith('native:'))
     : 'no native backend built'
-  return remember({
+  return {
     name: 'cpu',
     detail: forced
       ? 'forced'
       : `pure JavaScript, slow: ${hint}; run \`npm run setup\` to build @sprout/backend-native over OpenBLAS`,
     reasons,
-  })
-}
-
-/** The backend chosen by the last selectBackend() call, if any. */
-export function currentBackend(): BackendChoice | null {
-  return chosen
+  }
 }
 
 export function describeBackend(choice: BackendChoice): string {
