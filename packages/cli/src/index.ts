@@ -1,3 +1,2 @@
-export type { Io } from './io.js'
 export { buildProgram, EXIT, main } from './main.js'
 export { builtinRegistry, resolveMethod } from './methods.js'

@@ -1,12 +1,11 @@
 import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
-import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
+import { type CommandIo, describeBackend, isSproutError, processIo, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { runGrow } from './commands/grow.js'
 import { runInit } from './commands/init.js'
 import { runList } from './commands/list.js'
-import { type Io, processIo } from './io.js'
 import { builtinRegistry, resolveMethod } from './methods.js'
 
 /** Exit codes: 0 ok, 1 a user error Sprout detected, 2 bad command-line usage, 70 an internal bug. */
@@ -22,12 +21,12 @@ function integer(name: string) {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 
-async function withBackend(flag: string | undefined, io: Io): Promise<void> {
+async function withBackend(flag: string | undefined, io: CommandIo): Promise<void> {
   const choice = await selectBackend(flag)
   io.err(`sprout: ${describeBackend(choice)}`)
 }
 
-export function buildProgram(io: Io): Command {
+export function buildProgram(io: CommandIo): Command {
   const registry = builtinRegistry()
   const program = new Command('sprout')
     .description('Grow pretrained transformers into larger ones, and measure the compute it saves')
@@ -207,7 +206,7 @@ export function buildProgram(io: Io): Command {
 }
 
 /** Runs the CLI; returns the exit code. User errors print one line, never a stack trace. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export async function main(argv: string[], io: CommandIo = processIo): Promise<number> {
   const program = buildProgram(io)
   try {
     await program.parseAsync(argv, { from: 'user' })

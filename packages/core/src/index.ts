@@ -1,5 +1,6 @@
 export * from './backend.js'
 export * from './checkpoint.js'
+export * from './command-io.js'
 export * from './errors.js'
 export * from './flops.js'
 export * from './forward.js'

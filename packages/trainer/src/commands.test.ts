@@ -9,11 +9,19 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec, saveCheckpoint } from '@sprout/core'
+import {
+  type CommandIo,
+  computeLoss,
+  disposeModel,
+  initModel,
+  loadCheckpoint,
+  parseSpec,
+  saveCheckpoint,
+} from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { growthData, type Io, runEval, runTrain } from './commands.js'
+import { growthData, runEval, runTrain } from './commands.js'
 import { tinyDecoder, tinyMnistVit } from './testing/specs.testutil.js'
 
 // The handlers behind `sprout train` / `sprout eval`, called directly (no commander).
@@ -38,7 +46,7 @@ function writeConfig(name: string, config: unknown): string {
   return path
 }
 
-function capture(): Io & { lines: string[]; errs: string[] } {
+function capture(): CommandIo & { lines: string[]; errs: string[] } {
   const lines: string[] = []
   const errs: string[] = []
   return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l) }

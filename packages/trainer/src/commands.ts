@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  type CommandIo,
   disposeModel,
   formatFlops,
   type GrowthContext,
@@ -9,6 +10,7 @@ import {
   loadCheckpoint,
   type Model,
   parseSpec,
+  readSpecFile,
   SproutError,
   specSummary,
   type TransformerSpec,
@@ -19,11 +21,6 @@ import * as tf from '@tensorflow/tfjs'
 import { parseRunConfig, type RunConfig, readRunConfig } from './config.js'
 import { createFit } from './fit.js'
 import { CHECKPOINT_DIR, evaluate, type TrainerState, train } from './loop.js'
-
-export interface Io {
-  out(line: string): void
-  err(line: string): void
-}
 
 export interface TrainArgs {
   config?: string
@@ -39,20 +36,15 @@ export interface TrainArgs {
 
 const RUN_FILE = 'run.json'
 
-function readSpecArg(spec: string | Record<string, unknown>): TransformerSpec {
-  if (typeof spec !== 'string') return parseSpec(spec)
-  if (!existsSync(spec)) throw new SproutError('INPUT_INVALID', `spec file ${spec} does not exist`)
-  try {
-    return parseSpec(JSON.parse(readFileSync(spec, 'utf8')))
-  } catch (e) {
-    if (e instanceof SproutError) throw new SproutError(e.code, `${spec}: ${e.message}`)
-    throw new SproutError('INPUT_INVALID', `spec file ${spec} is not valid JSON: ${(e as Error).message}`)
-  }
-}
-
 /** The model to train, and the growth mask its checkpoint carries (MSG-style stacking). */
 function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask } {
-  if (config.from === undefined) return { model: initModel(readSpecArg(config.spec!), config.seed) }
+  if (config.from === undefined)
+    return {
+      model: initModel(
+        typeof config.spec === 'string' ? readSpecFile(config.spec) : parseSpec(config.spec!),
+        config.seed,
+      ),
+    }
   const ckpt = loadCheckpoint(config.from)
   if (ckpt.state) tf.dispose(Object.values(ckpt.state))
   const mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
@@ -71,7 +63,7 @@ function refuseExistingRun(out: string): void {
 }
 
 /** `sprout train --config run.json --out DIR` and `sprout train --resume DIR`. */
-export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
+export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   let config: RunConfig
   let out: string
   let model: Model
@@ -228,7 +220,7 @@ export interface EvalArgs {
 }
 
 /** `sprout eval --checkpoint DIR --data NAME|PATH`: validation loss and perplexity (accuracy for images). */
-export async function runEval(args: EvalArgs, io: Io): Promise<void> {
+export async function runEval(args: EvalArgs, io: CommandIo): Promise<void> {
   const { model, state, meta } = loadCheckpoint(args.checkpoint)
   const trained = meta as { tokenizer?: TokenizerName; seqLen?: number }
   // Evaluation needs only the weights; optimizer moments saved by the trainer are dropped.
