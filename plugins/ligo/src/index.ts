@@ -35,8 +35,20 @@ function checkLigo(source: TransformerSpec, target: TransformerSpec): void {
 
 const ligo = defineOperator<LigoOptions>({
   name: 'ligo',
+  meta: {
+    displayName: 'LiGO',
+    papers: [
+      {
+        title: 'Learning to Grow Pretrained Models for Efficient Transformer Training',
+        authors: 'Wang et al.',
+        venue: 'ICLR',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2303.00980',
+      },
+    ],
+  },
   description:
-    'LiGO (Wang et al., ICLR 2023): learned linear growth of width (Kronecker factors, residual tying) and depth (per-module layer mixing), fitted on real batches',
+    'Learned linear growth of width (Kronecker factors, residual tying) and depth (per-module layer mixing), fitted on real batches',
   options: ligoOptions as unknown as z.ZodType<LigoOptions>,
   capabilities: {
     width: true,

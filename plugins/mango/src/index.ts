@@ -63,8 +63,20 @@ function checkMango(source: TransformerSpec, target: TransformerSpec): void {
 
 const mango = defineOperator<MangoOptions>({
   name: 'mango',
+  meta: {
+    displayName: 'Mango',
+    papers: [
+      {
+        title: 'Reusing Pretrained Models by Multi-linear Operators for Efficient Training',
+        authors: 'Pan et al.',
+        venue: 'NeurIPS',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2310.10699',
+      },
+    ],
+  },
   description:
-    'Mango (Pan et al., NeurIPS 2023): multi-linear growth through a tensor ring of four cores over (parameter block, input, output, layer), fitted on real batches',
+    'Multi-linear growth through a tensor ring of four cores over (parameter block, input, output, layer), fitted on real batches',
   options: mangoOptions as unknown as z.ZodType<MangoOptions>,
   capabilities: {
     width: true,
