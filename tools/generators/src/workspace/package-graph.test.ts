@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { workspacePackages } from '../../scripts/workspace-packages.mjs'
+import { root, workspacePackages } from '../../scripts/workspace-packages.mjs'
 import { findCycle, type PackageEdge, packageEdges } from './package-graph.js'
 
 const packages = workspacePackages().map(({ dir, pkg }) => ({ dir, name: pkg.name, pkg }))
@@ -63,6 +65,17 @@ describe('package graph', () => {
       })
       .map((e) => `${e.from} ${e.file} -> ${e.to}`)
     expect(undeclared).toEqual([])
+  })
+
+  it('is the graph docs/ARCHITECTURE.md draws (runtime imports, known exceptions left out)', () => {
+    const doc = readFileSync(join(root, 'docs/ARCHITECTURE.md'), 'utf8')
+    const block = /```mermaid\n([\s\S]*?)```/.exec(doc)![1]
+    const drawn = [...block.matchAll(/^\s*([\w-]+) --> ([\w-]+)$/gm)].map((m) => `${m[1]} -> ${m[2]}`)
+    const short = (name: string) => name.replace('@sprout/', '')
+    const actual = new Set(
+      edges.filter((e) => e.runtime && !isKnown(e)).map((e) => `${short(e.from)} -> ${short(e.to)}`),
+    )
+    expect(drawn.sort()).toEqual([...actual].sort())
   })
 
   it('findCycle finds a cycle and its path, and accepts a diamond', () => {
