@@ -73,9 +73,6 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
   return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
 }
 
-/** Alias of {@link gstackGrowthTokens} under the name the issue uses. */
-export const gstackGrowthTiming = gstackGrowthTokens
-
 /** Stacking changes nLayers only. */
 const SHAPE_FIELDS = [
   ...ARCHITECTURE_FIELDS,
