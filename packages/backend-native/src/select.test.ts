@@ -1,11 +1,14 @@
 import { selectBackend } from '@sprout/core'
+import { skipUnless } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadAddon } from './addon.js'
 import { sproutBackend } from './index.js'
 
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
+
 // Core knows no backend by name: this package hands itself to selectBackend as a candidate.
-describe.skipIf(!loadAddon().ok)('@sprout/core selectBackend with the addon built', () => {
+describe.skipIf(missing)('@sprout/core selectBackend with the addon built', () => {
   const previous = tf.getBackend()
   afterAll(async () => {
     if (previous) await tf.setBackend(previous)

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
-import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
+import { type CommandIo, describeBackend, isSproutError, processIo, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'

@@ -4,6 +4,7 @@ import { GrowthError, SproutError } from './errors.js'
 import { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
 import type { MomentMap } from './moments.js'
+import { metaProblems, type OperatorMeta } from './operator-meta.js'
 import type { Model, Params } from './params.js'
 import { SeededRandom } from './random.js'
 import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
@@ -156,6 +157,8 @@ export function quietGrowthContext(seed = 1): GrowthContext {
 export interface GrowthOperator<O extends Record<string, unknown> = Record<string, unknown>> {
   name: string
   description: string
+  /** Display name and papers, for `sprout list` and reports (absent for utilities like identity). */
+  meta?: OperatorMeta
   /** Validates options and fills defaults; error messages name the option. */
   options: z.ZodType<O>
   capabilities: OperatorCapabilities
@@ -233,6 +236,7 @@ export function assertGrowthOperator(value: unknown, origin: string): asserts va
     const caps = op.capabilities as Record<string, unknown> | undefined
     if (!caps || capabilityKeys.some((k) => typeof caps[k] !== 'boolean'))
       problems.push(`"capabilities" must have boolean ${capabilityKeys.join(', ')}`)
+    problems.push(...metaProblems(op.meta))
   }
   if (problems.length > 0)
     throw new SproutError('METHOD_INVALID', `${origin} is not a GrowthOperator: ${problems.join('; ')}`)

@@ -188,13 +188,6 @@ export function paramTable(spec: TransformerSpec): ParamInfo[] {
   return out
 }
 
-/** Looks up one parameter's role entry; throws naming the parameter if the spec has no such tensor. */
-export function paramInfo(spec: TransformerSpec, name: string): ParamInfo {
-  const info = paramTable(spec).find((p) => p.name === name)
-  if (!info) throw new SproutError('PARAMS_INVALID', `parameter "${name}" does not exist in this spec`)
-  return info
-}
-
 /** 32-bit FNV-1a hash: derives a stable per-parameter seed from (seed, name). */
 export function hashSeed(seed: number, name: string): number {
   let h = 0x811c9dc5 ^ (seed >>> 0)

@@ -165,7 +165,7 @@ export function parseSpec(input: unknown): TransformerSpec {
     const img = s.image ?? fail('spec.image: required for family "vit" ({size, patch, channels, classes})')
     if (img.size % img.patch !== 0)
       fail(`spec.image: size ${img.size} is not divisible by patch ${img.patch}`)
-    const tokens = (img.size / img.patch) ** 2 + 1
+    const tokens = patchCount(img) + 1
     if (maxSeqLen !== undefined && maxSeqLen !== tokens)
       fail(
         `spec.maxSeqLen: ${maxSeqLen} does not match the ${tokens} tokens of a ${img.size}px image in ${img.patch}px patches plus the class token; omit it`,
@@ -211,8 +211,7 @@ export function parseSpec(input: unknown): TransformerSpec {
   }
   if (s.moe) spec.moe = s.moe as MoESpec
   if (s.image) spec.image = s.image
-  const positional = s.positional ?? 'learned'
-  if (positional === 'rotary') {
+  if (positionalKind(s) === 'rotary') {
     if (headDim % 2 !== 0) fail(`spec.positional: rotary embeddings need an even headDim (got ${headDim})`)
     spec.positional = 'rotary'
     spec.ropeTheta = s.ropeTheta ?? 10000
@@ -254,15 +253,13 @@ export function kvWidth(spec: TransformerSpec): number {
 }
 
 /** 'learned' or 'rotary' (a spec without the field uses learned positions). */
-export function positionalKind(spec: TransformerSpec): Positional {
+export function positionalKind(spec: Pick<TransformerSpec, 'positional'>): Positional {
   return spec.positional ?? 'learned'
 }
 
-/** Tokens per example the transformer sees (text: sequence length, vit: patches + class token). */
-export function patchCount(spec: TransformerSpec): number {
-  const img = spec.image
-  if (!img) throw new SproutError('SPEC_INVALID', `family "${spec.family}" has no image`)
-  return (img.size / img.patch) ** 2
+/** Patches an image is cut into (a ViT sees these plus the class token). */
+export function patchCount(image: Pick<ImageSpec, 'size' | 'patch'>): number {
+  return (image.size / image.patch) ** 2
 }
 
 /** Hidden width of an expert's MLP: moe.expertDFF when set, else dFF. */
@@ -272,11 +269,6 @@ export function expertDFF(spec: TransformerSpec): number {
 
 export function isMoELayer(spec: TransformerSpec, layer: number): boolean {
   return spec.moe?.layers.includes(layer) ?? false
-}
-
-/** Output classes of the head: vocabulary for text, classes for vit. */
-export function outputSize(spec: TransformerSpec): number {
-  return spec.family === 'vit' ? spec.image!.classes : spec.vocabSize
 }
 
 export function specSummary(spec: TransformerSpec): string {

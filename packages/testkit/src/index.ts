@@ -1,5 +1,6 @@
 export * from './checks.js'
 export * from './context.js'
+export * from './environment.js'
 export * from './fit.js'
 export * from './fixtures.js'
 export * from './learned.js'

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  type CommandIo,
   disposeModel,
   formatFlops,
   type GrowthContext,
@@ -9,6 +10,7 @@ import {
   loadCheckpoint,
   type Model,
   parseSpec,
+  readSpecFile,
   SproutError,
   specSummary,
   type TransformerSpec,
@@ -35,11 +37,6 @@ import {
   trainProgressive,
 } from './stages.js'
 
-export interface Io {
-  out(line: string): void
-  err(line: string): void
-}
-
 export interface TrainArgs {
   config?: string
   resume?: string
@@ -57,14 +54,7 @@ export interface TrainArgs {
 const RUN_FILE = 'run.json'
 
 function readSpecArg(spec: string | Record<string, unknown>): TransformerSpec {
-  if (typeof spec !== 'string') return parseSpec(spec)
-  if (!existsSync(spec)) throw new SproutError('INPUT_INVALID', `spec file ${spec} does not exist`)
-  try {
-    return parseSpec(JSON.parse(readFileSync(spec, 'utf8')))
-  } catch (e) {
-    if (e instanceof SproutError) throw new SproutError(e.code, `${spec}: ${e.message}`)
-    throw new SproutError('INPUT_INVALID', `spec file ${spec} is not valid JSON: ${(e as Error).message}`)
-  }
+  return typeof spec === 'string' ? readSpecFile(spec) : parseSpec(spec)
 }
 
 /** What a checkpoint's meta says about growth: the mask (MSG-style stacking) and the new parameters. */
@@ -94,7 +84,7 @@ function refuseExistingRun(out: string): void {
 }
 
 /** `sprout train --config run.json --out DIR` and `sprout train --resume DIR`. */
-export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
+export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   let config: RunConfig
   let out: string
   let model: Model
@@ -310,7 +300,7 @@ export interface EvalArgs {
 }
 
 /** `sprout eval --checkpoint DIR --data NAME|PATH`: validation loss and perplexity (accuracy for images). */
-export async function runEval(args: EvalArgs, io: Io): Promise<void> {
+export async function runEval(args: EvalArgs, io: CommandIo): Promise<void> {
   const { model, state, meta } = loadCheckpoint(args.checkpoint)
   const trained = meta as { tokenizer?: TokenizerName; seqLen?: number }
   // Evaluation needs only the weights; optimizer moments saved by the trainer are dropped.

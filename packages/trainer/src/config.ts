@@ -1,6 +1,6 @@
-import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { formatIssue, SproutError } from '@sprout/core'
+import { formatIssue, readJsonFile, SproutError } from '@sprout/core'
+import { DATA_NAMES } from '@sprout/data'
 import { z } from 'zod'
 import { stageSchema } from './stages.js'
 
@@ -92,18 +92,10 @@ export function parseRunConfig(raw: unknown, where = 'config'): RunConfig {
 
 /** Reads a config file and makes its relative paths absolute (relative to the file). */
 export function readRunConfig(path: string): RunConfig {
-  if (!existsSync(path) || statSync(path).isDirectory())
-    throw new SproutError('INPUT_INVALID', `config file ${path} does not exist`)
-  let raw: unknown
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'))
-  } catch (e) {
-    throw new SproutError('INPUT_INVALID', `config file ${path} is not valid JSON: ${(e as Error).message}`)
-  }
-  const c = parseRunConfig(raw, path)
+  const c = parseRunConfig(readJsonFile(path, 'config'), path)
   const base = dirname(resolve(path))
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p))
-  const dataIsPath = !['moby-dick', 'sotu', 'mnist', 'fashion-mnist'].includes(c.data)
+  const dataIsPath = !DATA_NAMES.includes(c.data)
   return {
     ...c,
     spec: typeof c.spec === 'string' ? abs(c.spec) : c.spec,

@@ -16,6 +16,7 @@ import {
 import type { BatchCursor, BatchStream } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { frozenWeightGradFlops } from './freeze.js'
+import type { MetricsRow } from './metrics.js'
 import { clipByGlobalNorm, createOptimizer, type OptimizerConfig } from './optimizers.js'
 import { createProgress } from './progress.js'
 import { learningRate, type ScheduleConfig } from './schedule.js'
@@ -42,22 +43,6 @@ export interface TrainConfig {
   evalBatches: number
   checkpointEvery?: number
   budget?: Budget
-}
-
-/** One line of metrics.jsonl. */
-export interface MetricsRow {
-  step: number
-  tokens: number
-  flops: number
-  loss: number
-  valLoss: number | null
-  valAccuracy?: number | null
-  lr: number
-  gradNorm: number
-  tokensPerSecond: number
-  seconds: number
-  /** Growth stage of a progressive run (0 before the first growth); absent in single-stage runs. */
-  stage?: number
 }
 
 /** Where a run stands; stored in the checkpoint's meta so `resume` continues exactly. */

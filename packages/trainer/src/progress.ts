@@ -1,5 +1,5 @@
 import { Presets, SingleBar } from 'cli-progress'
-import type { MetricsRow } from './loop.js'
+import type { MetricsRow } from './metrics.js'
 
 export interface Progress {
   update(row: MetricsRow): void

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { skipUnless } from '@sprout/testkit'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runTrain } from './commands.js'
 import { tinyDecoder } from './testing/specs.testutil.js'
@@ -54,7 +55,7 @@ async function startedRun(
 }
 
 describe('kill and resume', () => {
-  it.skipIf(!built)(
+  it.skipIf(skipUnless(built, 'the built @sprout/trainer (npm run build)'))(
     'a run killed with SIGKILL and resumed reproduces the uninterrupted losses exactly',
     async () => {
       const steps = 120
@@ -84,7 +85,7 @@ describe('kill and resume', () => {
     },
   )
 
-  it.skipIf(!built)(
+  it.skipIf(skipUnless(built, 'the built @sprout/trainer (npm run build)'))(
     'Ctrl-C (SIGINT) stops after the current step and writes a checkpoint there',
     async () => {
       const config = writeConfig('run-int.json', { steps: 5000, evalEvery: 100 })

@@ -152,8 +152,20 @@ export function lemonSchedule(options: LemonOptions): ScheduleRecommendation {
 
 const lemon = defineOperator<LemonOptions>({
   name: 'lemon',
+  meta: {
+    displayName: 'LEMON',
+    papers: [
+      {
+        title: 'LEMON: Lossless model expansion',
+        authors: 'Wang et al.',
+        venue: 'ICLR',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2310.07999',
+      },
+    ],
+  },
   description:
-    'LEMON (Wang et al., ICLR 2024): lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
+    'Lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
   options: lemonOptions as unknown as z.ZodType<LemonOptions>,
   capabilities: {
     width: true,

@@ -14,8 +14,20 @@ export type LigoOptions = z.infer<typeof ligoOptions>
 
 const ligo = defineLearnedOperator({
   name: 'ligo',
+  meta: {
+    displayName: 'LiGO',
+    papers: [
+      {
+        title: 'Learning to Grow Pretrained Models for Efficient Transformer Training',
+        authors: 'Wang et al.',
+        venue: 'ICLR',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2303.00980',
+      },
+    ],
+  },
   description:
-    'LiGO (Wang et al., ICLR 2023): learned linear growth of width (Kronecker factors, residual tying) and depth (per-module layer mixing), fitted on real batches from a function-preserving start',
+    'Learned linear growth of width (Kronecker factors, residual tying) and depth (per-module layer mixing), fitted on real batches',
   options: ligoOptions,
   capabilities: { width: true, depth: true, heads: true, ffn: true, moe: false },
   create: (source, target, sourceParams, options, seed) =>

@@ -19,8 +19,20 @@ export type MangoOptions = z.infer<typeof mangoOptions>
 
 const mango = defineLearnedOperator({
   name: 'mango',
+  meta: {
+    displayName: 'Mango',
+    papers: [
+      {
+        title: 'Reusing Pretrained Models by Multi-linear Operators for Efficient Training',
+        authors: 'Pan et al.',
+        venue: 'NeurIPS',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2310.10699',
+      },
+    ],
+  },
   description:
-    'Mango (Pan et al., NeurIPS 2023): multi-linear growth through a tensor ring of four cores over (parameter block, input, output, layer), fitted on real batches from a function-preserving start',
+    'Multi-linear growth through a tensor ring of four cores over (parameter block, input, output, layer), fitted on real batches',
   options: mangoOptions,
   capabilities: { width: true, depth: true, heads: true, ffn: true, moe: false },
   check(source, target) {

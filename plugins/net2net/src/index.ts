@@ -249,8 +249,27 @@ function layerOf(name: string): number | null {
 
 const net2net = defineOperator({
   name: 'net2net',
+  meta: {
+    displayName: 'Net2Net / bert2BERT',
+    papers: [
+      {
+        title: 'Net2Net: Accelerating Learning via Knowledge Transfer',
+        authors: 'Chen et al.',
+        venue: 'ICLR',
+        year: 2016,
+        url: 'https://arxiv.org/abs/1511.05641',
+      },
+      {
+        title: 'bert2BERT: Towards Reusable Pretrained Language Models',
+        authors: 'Chen et al.',
+        venue: 'ACL',
+        year: 2022,
+        url: 'https://arxiv.org/abs/2110.07143',
+      },
+    ],
+  },
   description:
-    'Net2Net / bert2BERT: width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
+    'Width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
   options: net2netOptions as unknown as z.ZodType<Net2NetOptions>,
   capabilities: {
     width: true,

@@ -163,9 +163,6 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
   return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
 }
 
-/** Alias of {@link gstackGrowthTokens} under the name the issue uses. */
-export const gstackGrowthTiming = gstackGrowthTokens
-
 /** Stacking changes nLayers only. */
 const SHAPE_FIELDS = [
   ...ARCHITECTURE_FIELDS,
@@ -250,6 +247,39 @@ function outputProjections(params: Params, layer: number): string[] {
 
 const stack = defineOperator({
   name: 'stack',
+  meta: {
+    displayName: 'Stacking (StackBERT, G_stack, MSG)',
+    papers: [
+      {
+        title: 'Efficient Training of BERT by Progressively Stacking',
+        authors: 'Gong et al.',
+        venue: 'ICML',
+        year: 2019,
+        url: 'https://proceedings.mlr.press/v97/gong19a.html',
+      },
+      {
+        title: 'Stacking Your Transformers: A Closer Look at Model Growth for Efficient LLM Pre-Training',
+        authors: 'Du et al.',
+        venue: 'NeurIPS',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2405.15319',
+      },
+      {
+        title: 'Masked Structural Growth for 2x Faster Language Model Pre-training',
+        authors: 'Yao et al.',
+        venue: 'ICLR',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2305.02869',
+      },
+      {
+        title: 'bert2BERT: Towards Reusable Pretrained Language Models',
+        authors: 'Chen et al.',
+        venue: 'ACL',
+        year: 2022,
+        url: 'https://arxiv.org/abs/2110.07143',
+      },
+    ],
+  },
   description:
     'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…), MSG-style masked (function preserving at mask 0), or SOLAR depth up-scaling with layers=0-23,8-31 (not function preserving)',
   options: stackOptions as unknown as z.ZodType<StackOptions>,

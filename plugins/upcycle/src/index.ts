@@ -302,8 +302,20 @@ function evalCapacityDiff(source: Model, model: Model, seed: number): { diff: nu
 
 const upcycle = defineOperator<UpcycleOptions>({
   name: M,
+  meta: {
+    displayName: 'Sparse upcycling',
+    papers: [
+      {
+        title: 'Sparse Upcycling: Training Mixture-of-Experts from Dense Checkpoints',
+        authors: 'Komatsuzaki et al.',
+        venue: 'ICLR',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2212.05055',
+      },
+    ],
+  },
   description:
-    'Sparse upcycling (Komatsuzaki et al., 2022): chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped. Options: granularity=g (NVIDIA granular upcycling: experts are 1/g shards, still lossless), drop=r (Drop-Upcycling: re-initialises a fraction r of each expert, NOT function-preserving for r > 0), noiseStd (not function-preserving)',
+    'Chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
   options: upcycleOptions as unknown as z.ZodType<UpcycleOptions>,
   capabilities: {
     width: false,
