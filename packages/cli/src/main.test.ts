@@ -275,7 +275,7 @@ describe('sprout CLI', () => {
   it('bench: an unknown suite or a directory without a comparison is a clear error', async () => {
     const a = await run('bench', 'compare', '--suite', 'nosuch')
     expect(a.code).toBe(2)
-    expect(a.stderr.join('\n')).toMatch(/unknown suite "nosuch": choose smoke, quick, vit, paper/)
+    expect(a.stderr.join('\n')).toMatch(/unknown suite "nosuch": choose smoke, quick, text, vit, paper/)
     const b = await run('bench', 'report', dir)
     expect(b.code).toBe(1)
     expect(b.stderr.join('\n')).toMatch(/is not a comparison directory/)
@@ -315,6 +315,9 @@ export default {
           targetSteps: 2,
           evalEvery: 1,
           evalBatches: 1,
+          seeds: 1,
+          budgets: [1],
+          scratchLrSweep: [1],
         }),
       )
       const out = join(dir, 'bench-plugin')
@@ -333,8 +336,9 @@ export default {
       expect(r.code).toBe(0)
       const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
       expect(
-        results.methods.map((m: { name: string; status: string }) => `${m.name}:${m.status}`).sort(),
-      ).toEqual(['reinit:done', 'scratch:done'])
+        results.methods.map((m: { method: string; status: string }) => `${m.method}:${m.status}`),
+      ).toEqual(['reinit:done'])
+      expect(results.scratch.byBudget).toHaveLength(1)
       const bad = await run(
         'bench',
         'compare',
