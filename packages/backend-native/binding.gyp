@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "openblas_dir%": "<!(node -p \"process.env.SPROUT_OPENBLAS_DIR || ''\")"
+  },
   "targets": [
     {
       "target_name": "sprout_native",
@@ -43,6 +46,19 @@
           {
             "cflags_cc": [
               "-march=x86-64-v2"
+            ]
+          }
+        ],
+        [
+          "openblas_dir!=''",
+          {
+            "include_dirs": [
+              "<(openblas_dir)/include",
+              "<(openblas_dir)/include/openblas"
+            ],
+            "libraries": [
+              "-L<(openblas_dir)/lib",
+              "-Wl,-rpath,<(openblas_dir)/lib"
             ]
           }
         ]

@@ -1,11 +1,7 @@
 import { defineConfig } from 'tsup'
+import { packageBuild } from '../../tsup.preset'
 
-export default defineConfig({
-  entry: ['src/index.ts', 'src/bin.ts'],
-  format: ['esm'],
-  dts: { entry: 'src/index.ts' },
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
-  banner: ({ format }) => (format === 'esm' ? {} : {}),
-})
+// ESM only, with the `sprout` executable as a second entry; only the library entry has types.
+export default defineConfig(
+  packageBuild({ entry: ['src/index.ts', 'src/bin.ts'], format: ['esm'], dts: { entry: 'src/index.ts' } }),
+)

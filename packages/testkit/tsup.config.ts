@@ -1,11 +1,5 @@
 import { defineConfig } from 'tsup'
+import { packageBuild } from '../../tsup.preset'
 
-export default defineConfig({
-  entry: ['src/index.ts'],
-  // ESM only: vitest cannot be require()d, so a CommonJS build of the suite could never run.
-  format: ['esm'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
-})
+// ESM only: vitest cannot be require()d, so a CommonJS build of the suite could never run.
+export default defineConfig(packageBuild({ format: ['esm'] }))

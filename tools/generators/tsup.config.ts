@@ -1,11 +1,7 @@
 import { defineConfig } from 'tsup'
+import { packageBuild } from '../../tsup.preset'
 
-// nx loads generator factories with require(), so the generator ships as CommonJS.
-export default defineConfig({
-  entry: { method: 'src/method/generator.ts' },
-  format: ['cjs'],
-  clean: true,
-  sourcemap: true,
-  shims: true,
-  target: 'node20',
-})
+// nx loads generator factories with require(), so the generator ships as CommonJS, without types.
+export default defineConfig(
+  packageBuild({ entry: { method: 'src/method/generator.ts' }, format: ['cjs'], dts: false, shims: true }),
+)

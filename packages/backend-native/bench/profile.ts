@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { throughputTrainer } from '@sprout/bench'
 import { describeBackend, selectBackend } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
+import { sproutBackend } from '../src/index.js'
 
 const { values } = parseArgs({
   options: {
@@ -22,7 +23,7 @@ const { values } = parseArgs({
   },
 })
 const n = (k: keyof typeof values) => Number(values[k])
-console.log(describeBackend(await selectBackend(values.backend)))
+console.log(describeBackend(await selectBackend(values.backend, { candidates: [sproutBackend] })))
 // The model, optimizer and batch of `sprout bench throughput`.
 const { step } = throughputTrainer({
   layers: n('layers'),

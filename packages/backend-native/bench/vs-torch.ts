@@ -11,6 +11,11 @@
 import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { runThroughput, type ThroughputShape } from '@sprout/bench'
+import { registerBackendCandidate } from '@sprout/core'
+import { sproutBackend } from '../src/index.js'
+
+// runThroughput selects the backend; offer it this package's.
+registerBackendCandidate(sproutBackend)
 
 interface Shape extends ThroughputShape {
   name: string

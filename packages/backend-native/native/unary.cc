@@ -16,7 +16,7 @@ inline float Apply(float x) {
     case 4: return 1.0f / std::sqrt(x);
     case 5: return x * x;
     case 6: return -x;
-    case 8: return x > 0.0f ? x : 0.0f;
+    case 8: return x < 0.0f ? 0.0f : x;  // NaN stays NaN (the cpu kernel's xi < 0 ? 0 : xi)
     case 9: return std::erf(x);
     case 10: return std::fabs(x);
     default: return 1.0f / x;

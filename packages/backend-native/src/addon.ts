@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -157,24 +157,70 @@ export interface NativeAddon {
 
 const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url))
 
-/** Where `npm run build:addon` (node-gyp) puts the compiled addon. */
+/** Where the install step (scripts/build-addon.cjs, node-gyp) puts the compiled addon. */
 export const ADDON_PATH = join(here, '..', 'build', 'Release', 'sprout_native.node')
 
-/** Loads the compiled addon (build/Release/sprout_native.node by default), or says why not in one line. */
-export function loadAddon(
-  path: string = ADDON_PATH,
-): { ok: true; addon: NativeAddon } | { ok: false; reason: string } {
-  if (!existsSync(path))
+/** The command that builds the addon after installing, in a user's project or this repository. */
+export const BUILD_COMMAND = 'npx @sprout/backend-native build'
+
+/** The outcome of the last build attempt, as scripts/build-addon.cjs recorded it. */
+export interface BuildRecord {
+  ok: boolean
+  /** What was missing (when not ok). */
+  missing?: string
+  detail?: string
+  node?: string
+  at?: string
+}
+
+export const BUILD_RECORD_PATH = join(here, '..', 'build', 'sprout-build.json')
+
+export function lastBuild(path: string = BUILD_RECORD_PATH): BuildRecord | null {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as BuildRecord
+  } catch {
+    return null
+  }
+}
+
+/** Registering the `native` backend: ok with its OpenBLAS configuration, or why not and the fix. */
+export type NativeStatus =
+  | { ok: true; detail: string; threads: number; blas: string }
+  | { ok: false; kind: 'not-built' | 'missing-blas' | 'load-failed'; reason: string; fix: string }
+
+export type AddonLoad =
+  | { ok: true; addon: NativeAddon }
+  | { ok: false; kind: 'not-built' | 'missing-blas' | 'load-failed'; reason: string; fix: string }
+
+/**
+ * Loads the compiled addon (build/Release/sprout_native.node by default), or says why not in
+ * one line, with the command that fixes it.
+ */
+export function loadAddon(path: string = ADDON_PATH, record: BuildRecord | null = lastBuild()): AddonLoad {
+  if (!existsSync(path)) {
+    const why = record && !record.ok && record.missing ? `: when installed, missing ${record.missing}` : ''
+    const blas = record?.missing?.includes('OpenBLAS') ?? false
     return {
       ok: false,
-      reason: 'the addon is not built (run `npm run setup`, which installs libopenblas-dev and builds it)',
+      kind: blas ? 'missing-blas' : 'not-built',
+      reason: `the native addon is not built${why}`,
+      fix: blas
+        ? `install OpenBLAS (Debian: apt-get install libopenblas-dev), then ${BUILD_COMMAND}`
+        : BUILD_COMMAND,
     }
+  }
   try {
     return { ok: true, addon: createRequire(join(here, 'index.js'))(path) as NativeAddon }
   } catch (e) {
+    const message = (e as Error).message.split('\n')[0]!
+    const blas = /openblas/i.test(message)
     return {
       ok: false,
-      reason: `the addon failed to load (${(e as Error).message.split('\n')[0]}); install libopenblas0 and rerun \`npm run setup\``,
+      kind: blas ? 'missing-blas' : 'load-failed',
+      reason: `the native addon failed to load (${message})`,
+      fix: blas
+        ? `install the OpenBLAS library (Debian: apt-get install libopenblas0), or rebuild: ${BUILD_COMMAND}`
+        : `rebuild it for this Node: ${BUILD_COMMAND}`,
     }
   }
 }

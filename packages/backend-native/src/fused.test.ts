@@ -10,6 +10,7 @@ import {
   initModel,
   parseSpec,
   setFusedKernels,
+  skipUnless,
 } from '@sprout/core'
 import { AdamW } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
@@ -17,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
 import { count, expectClose, rand, runOn } from './kernels.testutil.js'
 
-const available = loadAddon().ok
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
 
 const tensor = (shape: number[], seed: number, lo = -2, hi = 2) =>
   tf.tensor(rand(count(shape), seed, lo, hi), shape)
@@ -94,7 +95,7 @@ function compositeAttention(
     .reshape([B, T, D])
 }
 
-describe.skipIf(!available)('fused kernels (native) against the composite ops (cpu)', () => {
+describe.skipIf(missing)('fused kernels (native) against the composite ops (cpu)', () => {
   let previous = ''
   beforeAll(() => {
     previous = tf.getBackend() ?? 'cpu'

@@ -1,15 +1,28 @@
 import { availableParallelism } from 'node:os'
+import type { BackendCandidate } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
-import { loadAddon, type NativeAddon } from './addon.js'
+import { loadAddon, type NativeAddon, type NativeStatus } from './addon.js'
 import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
+import { diagnoseNative, type NativeDiagnosis } from './diagnose.js'
 import { FUSED_TABLE } from './fused.js'
 import { type KernelInputs, NATIVE_TABLE, type NativeKernel } from './kernels.js'
 import { nativeBatchMatMul } from './matmul.js'
 import { outputs } from './pool.js'
 
-export { ADDON_PATH, loadAddon, type NativeAddon } from './addon.js'
+export {
+  ADDON_PATH,
+  type AddonLoad,
+  BUILD_COMMAND,
+  BUILD_RECORD_PATH,
+  type BuildRecord,
+  lastBuild,
+  loadAddon,
+  type NativeAddon,
+  type NativeStatus,
+} from './addon.js'
 export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
+export { type BuildCheck, buildPrerequisites, type NativeDiagnosis } from './diagnose.js'
 export { FUSED_TABLE } from './fused.js'
 export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
 export { nativeBatchMatMul } from './matmul.js'
@@ -24,7 +37,7 @@ export const NATIVE_KERNELS: readonly string[] = [
   ...Object.keys(NATIVE_TABLE),
 ]
 
-type Status = { ok: true; detail: string } | { ok: false; reason: string }
+type Status = NativeStatus
 let status: Status | null = null
 
 function cpuKernel(name: string): tf.KernelFunc {
@@ -42,16 +55,38 @@ function sharing(f: tf.KernelFunc): tf.KernelFunc {
     const out = f(args)
     const data = (args.backend as MathBackendCPU).data
     const outs = Array.isArray(out) ? out : [out]
-    for (const input of Object.values(args.inputs)) {
-      const values = input ? data.get(input.dataId)?.values : undefined
-      if (!input || !ArrayBuffer.isView(values)) continue
+    for (const input of kernelTensors(args.inputs)) {
+      const values = stored(data, input)
+      if (!ArrayBuffer.isView(values)) continue
       for (const o of outs) {
-        const v = o.dataId !== input.dataId ? data.get(o.dataId)?.values : undefined
+        const v = o.dataId !== input.dataId ? stored(data, o) : undefined
         if (ArrayBuffer.isView(v) && v.buffer === values.buffer) outputs.expose(values)
       }
     }
     return out
   }
+}
+
+/**
+ * Every tensor among a kernel's inputs: most inputs are one tensor, but some are lists of tensors
+ * (RaggedGather's paramsNestedSplits, RaggedTensorToTensor's rowPartitionTensors), and optional
+ * ones may be absent.
+ */
+function kernelTensors(inputs: tf.NamedTensorInfoMap): tf.TensorInfo[] {
+  return Object.values(inputs as Record<string, tf.TensorInfo | tf.TensorInfo[] | undefined>)
+    .flat()
+    .filter((t): t is tf.TensorInfo => t?.dataId != null)
+}
+
+type Storage = MathBackendCPU['data']
+
+/**
+ * The values this backend holds for t, or undefined. `has` first: DataStorage.get on a data id
+ * the backend does not hold asks the engine to move the data here, which reads it from its
+ * owning backend and disposes it there, and that owner may be this very backend.
+ */
+function stored(data: Storage, t: { dataId: object }): tf.backend_util.BackendValues | undefined {
+  return data.has(t.dataId) ? data.get(t.dataId).values : undefined
 }
 
 /** The cpu backend, returning removed native output arrays to the pool and marking read-out ones. */
@@ -69,7 +104,10 @@ class NativeBackend extends MathBackendCPU {
   }
 
   override disposeData(dataId: object, force = false): boolean {
-    const values = this.data.get(dataId)?.values
+    // Not data.get: for a data id this backend does not hold (a tensor made with
+    // makeTensorFromDataId and never written), get would ask the engine to move the data here,
+    // which disposes it on its owner, this backend: an unbounded recursion.
+    const values = stored(this.data, { dataId })
     const removed = super.disposeData(dataId, force)
     if (removed && !this.data.has(dataId)) outputs.give(values)
     return removed
@@ -189,7 +227,7 @@ export function registerNativeBackend(): Status {
   if (status) return status
   const loaded = loadAddon()
   if (!loaded.ok) {
-    status = { ok: false, reason: loaded.reason }
+    status = { ok: false, kind: loaded.kind, reason: loaded.reason, fix: loaded.fix }
     return status
   }
   registerKernels(loaded.addon)
@@ -207,7 +245,34 @@ export function registerNativeBackend(): Status {
   )
   status = {
     ok: true,
+    threads,
+    blas: loaded.addon.blas,
     detail: `OpenBLAS matmul and C++ kernels on ${threads} threads; ${NATIVE_KERNELS.length} native and ${Object.keys(FUSED_TABLE).length} fused kernels, the rest from cpu`,
   }
   return status
+}
+
+/**
+ * This package as a backend candidate for `selectBackend` from @sprout/core (the export name
+ * core's `backendFromModule` looks for): loading it registers the `native` backend. The addon
+ * is built at install, or later with BUILD_COMMAND.
+ *
+ * ```ts
+ * import { selectBackend } from '@sprout/core'
+ * import { sproutBackend } from '@sprout/backend-native'
+ * await selectBackend(undefined, { candidates: [sproutBackend] })
+ * ```
+ */
+export const sproutBackend: BackendCandidate = {
+  name: NATIVE_BACKEND,
+  module: '@sprout/backend-native',
+  load: async () => {
+    const s = registerNativeBackend()
+    return s.ok ? { ok: true, detail: s.detail } : { ok: false, kind: 'failed', reason: s.reason, fix: s.fix }
+  },
+}
+
+/** Everything `sprout doctor` reports about this backend (registers it when it can). */
+export function nativeDiagnosis(): NativeDiagnosis {
+  return diagnoseNative(registerNativeBackend())
 }

@@ -1,16 +1,17 @@
+import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
 import { count, expectClose, rand, runOn } from './kernels.testutil.js'
 
-const available = loadAddon().ok
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
 
 /** f on cpu and on native from the same inputs: shapes, dtypes and values (within tol) equal. */
 function agree(f: () => tf.Tensor | tf.Tensor[], tol: number): void {
   expectClose(runOn('native', f), runOn('cpu', f), tol)
 }
 
-describe.skipIf(!available)('native kernels against cpu', () => {
+describe.skipIf(missing)('native kernels against cpu', () => {
   let previous = ''
   beforeAll(() => {
     previous = tf.getBackend() ?? 'cpu'

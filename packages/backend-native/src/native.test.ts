@@ -1,9 +1,10 @@
+import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
 import { rand } from './kernels.testutil.js'
 
-const available = loadAddon().ok
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
 
 /** Runs f on a backend with tensors built from plain arrays there, returning plain values. */
 function on<T extends tf.TensorContainer>(backend: string, f: () => T): T {
@@ -18,7 +19,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m
 }
 
-describe.skipIf(!available)('native backend', () => {
+describe.skipIf(missing)('native backend', () => {
   let previous = ''
   beforeAll(() => {
     previous = tf.getBackend() ?? 'cpu'

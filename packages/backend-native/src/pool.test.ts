@@ -1,7 +1,10 @@
+import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
 import { BufferPool } from './pool.js'
+
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
 
 describe('BufferPool', () => {
   it('reuses an array it made once it is given back, by exact length', () => {
@@ -41,7 +44,7 @@ describe('BufferPool', () => {
   })
 })
 
-describe.skipIf(!loadAddon().ok)('native backend buffer reuse', () => {
+describe.skipIf(missing)('native backend buffer reuse', () => {
   let previous = ''
   beforeAll(() => {
     previous = tf.getBackend() ?? 'cpu'

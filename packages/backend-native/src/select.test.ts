@@ -1,10 +1,13 @@
-import { selectBackend } from '@sprout/core'
+import { selectBackend, skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadAddon } from './addon.js'
+import { sproutBackend } from './index.js'
 
-// Core finds this package by name (its built dist), exactly as the CLI does.
-describe.skipIf(!loadAddon().ok)('@sprout/core selectBackend with the addon built', () => {
+const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
+
+// Core knows no backend by name: this package hands itself to selectBackend as a candidate.
+describe.skipIf(missing)('@sprout/core selectBackend with the addon built', () => {
   const previous = tf.getBackend()
   afterAll(async () => {
     if (previous) await tf.setBackend(previous)
@@ -14,15 +17,14 @@ describe.skipIf(!loadAddon().ok)('@sprout/core selectBackend with the addon buil
     const saved = process.env.SPROUT_BACKEND
     delete process.env.SPROUT_BACKEND
     try {
-      const choice = await selectBackend()
-      // tfjs-node, if someone installed it, legitimately ranks first.
-      expect(['native', 'tensorflow']).toContain(choice.name)
-      const forced = await selectBackend('native')
-      expect(forced.name).toBe('native')
-      expect(forced.detail).toMatch(/OpenBLAS/)
+      const choice = await selectBackend(undefined, { candidates: [sproutBackend] })
+      expect(choice.name).toBe('native')
+      expect(choice.detail).toMatch(/^@sprout\/backend-native: OpenBLAS/)
       expect(tf.getBackend()).toBe('native')
       const y = tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([3, 4])).dataSync())
       expect(Array.from(y)).toEqual(new Array(8).fill(3))
+      const forced = await selectBackend('native', { candidates: [sproutBackend] })
+      expect(forced.name).toBe('native')
     } finally {
       if (saved !== undefined) process.env.SPROUT_BACKEND = saved
     }

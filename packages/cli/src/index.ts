@@ -1,3 +1,5 @@
+export { CLI_BACKENDS, registerCliBackends } from './backends.js'
+export { type DoctorReport, doctorReport, runDoctor } from './commands/doctor.js'
 export type { Io } from './io.js'
-export { buildProgram, EXIT, main } from './main.js'
+export { buildProgram, EXIT, main, VERSION } from './main.js'
 export { builtinRegistry, resolveMethod } from './methods.js'

@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { CommandIo } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Io, main } from './index.js'
+import { main } from './index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-cli-'))
 const here = dirname(fileURLToPath(import.meta.url))
@@ -13,7 +14,7 @@ const bin = resolve(here, '../dist/bin.js')
 const spec = { family: 'decoder', vocabSize: 32, maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, dFF: 32 }
 const specPath = join(dir, 'spec.json')
 
-function capture(): Io & { stdout: string[]; stderr: string[] } {
+function capture(): CommandIo & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = []
   const stderr: string[] = []
   return { stdout, stderr, out: (l) => stdout.push(l), err: (l) => stderr.push(l) }
@@ -214,7 +215,7 @@ describe('sprout CLI', () => {
     )
     expect(ev.code).toBe(0)
     const e = JSON.parse(ev.stdout.at(-1)!)
-    expect(e.perplexity).toBeCloseTo(Math.exp(e.valLoss), 6)
+    expect(Object.keys(e).sort()).toEqual(['perplexity', 'valLoss'])
     writeFileSync(cfgPath, JSON.stringify({ spec: 'small256.json', optimizer: { lr: -1 } }))
     const bad = await run('train', '--config', cfgPath, '--out', join(dir, 'bad'))
     expect(bad.code).toBe(1)
@@ -357,10 +358,37 @@ export default {
 
   it('lists methods with capabilities', async () => {
     const r = await run('list', '--json')
-    expect(
-      JSON.parse(r.stdout[0]).find((m: { name: string }) => m.name === 'identity').capabilities
-        .functionPreserving,
-    ).toBe(true)
+    const listed = JSON.parse(r.stdout[0]) as { name: string; capabilities: Record<string, boolean> }[]
+    expect(listed.find((m) => m.name === 'identity')!.capabilities.functionPreserving).toBe(true)
+    expect(listed.find((m) => m.name === 'hypercloning')!.capabilities).toMatchObject({
+      width: true,
+      heads: true,
+      ffn: true,
+      depth: false,
+      functionPreserving: true,
+    })
+  })
+
+  it('lists each method with its display name and papers (text), and keeps them as data (--json)', async () => {
+    const text = (await run('list')).stdout.join('\n')
+    expect(text).toContain('LiGO: Learned linear growth')
+    expect(text).toContain(
+      'Learning to Grow Pretrained Models for Efficient Transformer Training (Wang et al., ICLR 2023) https://arxiv.org/abs/2303.00980',
+    )
+    const listed = JSON.parse((await run('list', '--json')).stdout[0]) as {
+      name: string
+      description: string
+      meta: { displayName: string; papers: { year: number; url: string }[] } | null
+    }[]
+    const byName = new Map(listed.map((m) => [m.name, m]))
+    expect(byName.get('identity')!.meta).toBeNull()
+    for (const name of ['lemon', 'ligo', 'mango', 'net2net', 'stack', 'upcycle']) {
+      const m = byName.get(name)!
+      expect(m.meta!.papers.length).toBeGreaterThan(0)
+      // The citation moved out of the description into meta.
+      expect(m.description).not.toMatch(/et al\./)
+    }
+    expect(byName.get('net2net')!.meta!.papers.map((p) => p.year)).toEqual([2016, 2022])
   })
   it.each([
     [

@@ -1,12 +1,15 @@
+import { readFileSync } from 'node:fs'
 import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
-import { describeBackend, isSproutError, selectBackend } from '@sprout/core'
+import { describeBackend, isSproutError, processIo, selectBackend } from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { CLI_BACKENDS, registerCliBackends } from './backends.js'
+import { runDoctor } from './commands/doctor.js'
 import { runGrow } from './commands/grow.js'
 import { runInit } from './commands/init.js'
 import { runList } from './commands/list.js'
-import { type Io, processIo } from './io.js'
+import { type Io, jsonError, jsonRouting } from './io.js'
 import { builtinRegistry, resolveMethod } from './methods.js'
 
 /** Exit codes: 0 ok, 1 a user error Sprout detected, 2 bad command-line usage, 70 an internal bug. */
@@ -23,19 +26,26 @@ function integer(name: string) {
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 async function withBackend(flag: string | undefined, io: Io): Promise<void> {
-  const choice = await selectBackend(flag)
+  const choice = await selectBackend(flag, { candidates: CLI_BACKENDS })
   io.err(`sprout: ${describeBackend(choice)}`)
 }
 
+/** The CLI's version is its package's (dist/ and src/ both sit next to package.json). */
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version
+
 export function buildProgram(io: Io): Command {
   const registry = builtinRegistry()
+  // Library code called by commands (bench throughput) selects among the same backends.
+  registerCliBackends()
   const program = new Command('sprout')
     .description('Grow pretrained transformers into larger ones, and measure the compute it saves')
-    .version('0.1.0')
+    .version(VERSION)
     .addOption(
       new Option(
         '--backend <name>',
-        'tensorflow | native | cpu (default: fastest available; env SPROUT_BACKEND)',
+        'tensorflow | native | cpu (default: fastest available; env SPROUT_BACKEND; `sprout doctor` says why)',
       ),
     )
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
@@ -49,7 +59,7 @@ export function buildProgram(io: Io): Command {
     .requiredOption('--out <dir>', 'checkpoint directory to create')
     .option('--seed <n>', 'initialisation seed', integer('--seed'), 1)
     .option('--force', 'overwrite an existing checkpoint in --out')
-    .option('--json', 'print a JSON summary as the last line')
+    .option('--json', 'print a JSON summary as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runInit(opts, io)
@@ -83,7 +93,7 @@ export function buildProgram(io: Io): Command {
     .option('--seed <n>', 'seed for the method and data order', integer('--seed'), 1)
     .option('--verify', 'compare source and grown logits on random inputs (maxAbsLogitDiff)')
     .option('--force', 'overwrite an existing checkpoint in --out')
-    .option('--json', 'print the growth report as one JSON object on the last line')
+    .option('--json', 'print the growth report as the only stdout output (one JSON object)')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runGrow(opts, registry, io)
@@ -101,10 +111,11 @@ export function buildProgram(io: Io): Command {
     .option('--steps <n>', 'override the number of steps', integer('--steps'))
     .option('--checkpoint-every <k>', 'write a checkpoint every K steps', integer('--checkpoint-every'))
     .option('--seed <n>', 'override the seed', integer('--seed'))
-    .option('--json', 'print {step, trainLoss, valLoss, tokens, flops, seconds} as the last line')
+    .option('--json', 'print {step, trainLoss, valLoss, tokens, flops, seconds} as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
-      await runTrain(opts, io)
+      // Growth stages in the config name their methods like --method does (built-in, path or package).
+      await runTrain({ ...opts, resolveMethod: (ref: string) => resolveMethod(ref, registry) }, io)
     })
 
   program
@@ -113,7 +124,7 @@ export function buildProgram(io: Io): Command {
     .requiredOption('--checkpoint <dir>', 'a Sprout checkpoint')
     .requiredOption('--data <name|path>', 'moby-dick, sotu, mnist, fashion-mnist, or a text file/folder')
     .option('--batches <n>', 'validation batches to average (default 16)', integer('--batches'))
-    .option('--json', 'print {valLoss, perplexity} or {valLoss, accuracy} as the last line')
+    .option('--json', 'print {valLoss, perplexity} or {valLoss, accuracy} as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runEval(opts, io)
@@ -143,7 +154,7 @@ export function buildProgram(io: Io): Command {
       collect,
       [],
     )
-    .option('--json', 'print a JSON summary as the last line')
+    .option('--json', 'print a JSON summary as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       // Workers re-run this command line, so they load the same plugins.
@@ -163,7 +174,7 @@ export function buildProgram(io: Io): Command {
     .option('--batch <n>', 'sequences per step', integer('--batch'), 8)
     .option('--vocab <n>', 'vocabulary size', integer('--vocab'), 256)
     .option('--steps <n>', 'timed steps (after one warm-up step)', integer('--steps'), 10)
-    .option('--json', 'print {backend, params, stepSeconds, tokensPerSecond} as one JSON line')
+    .option('--json', 'print {backend, params, stepSeconds, tokensPerSecond} as the only stdout output')
     .action(async (opts) => {
       await runThroughput({ ...opts, backend: program.opts().backend }, io)
     })
@@ -187,7 +198,7 @@ export function buildProgram(io: Io): Command {
     .option('--arch <name>', '--to hf: gpt2, llama, bert or vit (default: inferred from the spec)')
     .option('--shard-mb <n>', '--to hf: shard weights into files of at most N MB', integer('--shard-mb'))
     .option('--force', 'overwrite an existing directory in --out')
-    .option('--json', 'print a JSON summary as the last line')
+    .option('--json', 'print a JSON summary as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runConvert(opts, io)
@@ -200,7 +211,7 @@ export function buildProgram(io: Io): Command {
     .option('--tokens <file>', 'JSON array of token-id sequences (text models)')
     .option('--images <file>', 'JSON array of images [H][W][C] (vit models)')
     .requiredOption('--out <file>', 'safetensors file for the logits')
-    .option('--json', 'print a JSON summary as the last line')
+    .option('--json', 'print a JSON summary as the only stdout output')
     .action(async (opts) => {
       await withBackend(program.opts().backend, io)
       await runForward(opts, io)
@@ -209,14 +220,58 @@ export function buildProgram(io: Io): Command {
   program
     .command('list')
     .description('list installed growth methods and their capabilities')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'print the methods as one JSON array')
     .action((opts) => runList(registry, opts.json ?? false, io))
+
+  program
+    .command('doctor')
+    .description('which backend Sprout would pick, why faster ones were passed over, and how to fix them')
+    .option('--json', 'print the report as one JSON object')
+    .action(async (opts) => {
+      const forced = program.opts().backend ?? (process.env.SPROUT_BACKEND || undefined)
+      await runDoctor(opts, CLI_BACKENDS, forced, io)
+    })
 
   return program
 }
 
-/** Runs the CLI; returns the exit code. User errors print one line, never a stack trace. */
+/** `--json` anywhere before a `--` separator: stdout must then hold one JSON document only. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--')
+  const args = end === -1 ? argv : argv.slice(0, end)
+  // Help and version are text for people, whatever else is on the line.
+  if (args.some((a) => ['--help', '-h', '--version', '-V', 'help'].includes(a))) return false
+  return args.includes('--json')
+}
+
+/**
+ * Runs the CLI; returns the exit code (EXIT). User errors print one line, never a stack trace.
+ * Under `--json`, stdout holds exactly one JSON document, the result or
+ * `{ "error": { "code", "message" } }`, and every human line goes to stderr.
+ */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  if (!wantsJson(argv)) return run(argv, io, io)
+  const routing = jsonRouting(io)
+  const code = await run(argv, routing.io, io)
+  const doc = routing.result()
+  if (code !== EXIT.ok) return code
+  if (doc !== undefined) {
+    io.out(doc)
+    return code
+  }
+  // A bench worker reports to its parent over IPC, not with a document of its own.
+  if (process.env.SPROUT_BENCH_WORKER) return code
+  io.out(
+    jsonError('INTERNAL', 'the command printed no JSON result; this is a bug in Sprout, please report it'),
+  )
+  return EXIT.internal
+}
+
+async function run(argv: string[], io: Io, raw: Io): Promise<number> {
+  const json = io !== raw
+  const fail = (code: string, message: string) => {
+    if (json) raw.out(jsonError(code, message))
+  }
   const program = buildProgram(io)
   try {
     await program.parseAsync(argv, { from: 'user' })
@@ -229,10 +284,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         e.code === 'commander.help'
       )
         return EXIT.ok
+      fail('USAGE', e.message.replace(/^error: /, ''))
       return EXIT.usage
     }
     if (isSproutError(e)) {
       io.err(`sprout: error: ${e.message}`)
+      fail(e.code, e.message)
       return e.code === 'USAGE' ? EXIT.usage : e.code === 'INTERRUPTED' ? EXIT.interrupted : EXIT.error
     }
     const err = e as Error
@@ -242,6 +299,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         ? String(err?.stack)
         : 'this is a bug in Sprout; rerun with SPROUT_DEBUG=1 for the stack trace and report it',
     )
+    fail('INTERNAL', err?.message ?? String(e))
     return EXIT.internal
   }
 }

@@ -1,4 +1,4 @@
-import { attnWidth, isMoELayer, kvWidth, type TransformerSpec } from './spec.js'
+import { attnWidth, expertDFF, isMoELayer, kvWidth, type TransformerSpec } from './spec.js'
 
 export interface FlopBreakdown {
   /** Forward FLOPs for one sequence (or one image) of `seqLen` tokens. */
@@ -37,7 +37,7 @@ export function exampleFlops(spec: TransformerSpec, seqLen: number = spec.maxSeq
     parts.attnScores += 2 * 2 * T * T * A
     const dense = 2 * T * mlpMats * D * F
     if (isMoELayer(spec, l)) {
-      parts.mlp += dense * spec.moe!.topK
+      parts.mlp += 2 * T * mlpMats * D * expertDFF(spec) * spec.moe!.topK
       parts.router += 2 * T * D * spec.moe!.experts
     } else {
       parts.mlp += dense

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { selectBackend } from './backend.js'
-import { activate, attention, computeLoss, crossEntropy, forward, loss, normalize } from './forward.js'
+import { attention, computeLoss, crossEntropy, forward, loss, normalize } from './forward.js'
 import { disposeParams, initModel, type Model, type Params } from './params.js'
+import { activate } from './primitives.js'
 import { type RefParams, refActivation, referenceForward } from './reference.testutil.js'
 import { parseSpec } from './spec.js'
 

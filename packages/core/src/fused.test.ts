@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { activate } from './forward.js'
 import { FUSED_KERNELS, hasFusedKernels, setFusedKernels } from './fused.js'
+import { activate } from './primitives.js'
 
 type CpuBackend = {
   data: { get(id: object): { values: Float32Array } }

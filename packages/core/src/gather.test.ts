@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
-import { crossEntropy, gatherRows } from './forward.js'
+import { crossEntropy } from './forward.js'
+import { gatherRows } from './primitives.js'
 
 describe('gatherRows', () => {
   it('matches tf.gather in value and gradient, duplicate ids summed', () => {

@@ -3,6 +3,8 @@ import { z } from 'zod'
 import { GrowthError, SproutError } from './errors.js'
 import { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
+import type { MomentMap } from './moments.js'
+import { metaProblems, type OperatorMeta } from './operator-meta.js'
 import type { Model, Params } from './params.js'
 import { SeededRandom } from './random.js'
 import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
@@ -60,9 +62,22 @@ export interface GrowthResult {
   report: GrowthReport
   /** Optimizer moments for the target parameters, where the method transfers them. */
   optimizerState?: Params
+  /**
+   * How the source's optimizer moments become the target's (see `applyMomentMap`), for methods
+   * whose growth is a fixed map of parameters. Absent: the trainer resets the moments (with a
+   * warm-up) when it grows inside a run.
+   */
+  moments?: MomentMap
   schedule?: ScheduleRecommendation
   /** New structure faded in during training (MSG-style); the model is lossless at mask 0. */
   mask?: GrowthMask
+  /**
+   * Target parameters that are new structure, not source parameters carried over in their role
+   * (block expansion: every parameter of the inserted blocks). `sprout grow` stores the list in
+   * the checkpoint so a run with `"freeze": ["source"]` trains only these. Absent when the method
+   * does not say; freezing "source" is then refused.
+   */
+  newParams?: string[]
 }
 
 /**
@@ -72,11 +87,14 @@ export interface GrowthResult {
 export interface GrowthMask {
   params: string[]
   rampSteps: number
+  /** Training step at which the ramp starts (a growth inside a progressive run); default 0. */
+  startStep?: number
 }
 
 /** The mask's multiplier at a training step. */
 export function maskScale(mask: GrowthMask, step: number): number {
-  return mask.rampSteps <= 0 ? 1 : Math.min(1, Math.max(0, step / mask.rampSteps))
+  const t = step - (mask.startStep ?? 0)
+  return mask.rampSteps <= 0 ? 1 : Math.min(1, Math.max(0, t / mask.rampSteps))
 }
 
 /** The model as the forward pass sees it at `step`: masked parameters scaled by m(step) (new tensors; others shared). */
@@ -139,16 +157,32 @@ export function quietGrowthContext(seed = 1): GrowthContext {
 export interface GrowthOperator<O extends Record<string, unknown> = Record<string, unknown>> {
   name: string
   description: string
+  /** Display name and papers, for `sprout list` and reports (absent for utilities like identity). */
+  meta?: OperatorMeta
   /** Validates options and fills defaults; error messages name the option. */
   options: z.ZodType<O>
   capabilities: OperatorCapabilities
   /** Throws GrowthError when this operator cannot grow source into target with these options. */
   check(source: TransformerSpec, target: TransformerSpec, options: O): void
   grow(source: Model, target: TransformerSpec, ctx: GrowthContext, options: O): Promise<GrowthResult>
+  /**
+   * Optional: when to grow inside a progressive run (`"atStep": "auto"`), as tokens of training
+   * at the source size, for a target of `targetParams` parameters and a run of `computeFlops`
+   * FLOPs (G_stack's timing formula for stacking). Methods without it need an explicit step.
+   */
+  growthTokens?(run: { targetParams: number; computeFlops: number }, options: O): number
 }
 
-/** Identity helper that keeps the option type for plugin authors. */
-export function defineOperator<O extends Record<string, unknown>>(op: GrowthOperator<O>): GrowthOperator<O> {
+/**
+ * Identity helper for plugin authors: the options type is inferred from the zod schema (its
+ * output, defaults filled), so `check` and `grow` receive typed options without a cast.
+ */
+export function defineOperator<S extends z.ZodType<Record<string, unknown>>>(
+  op: Omit<GrowthOperator<z.output<S>>, 'options'> & { options: S },
+): GrowthOperator<z.output<S>>
+/** With an explicit options type (older plugins); the schema must produce it. */
+export function defineOperator<O extends Record<string, unknown>>(op: GrowthOperator<O>): GrowthOperator<O>
+export function defineOperator(op: GrowthOperator): GrowthOperator {
   return op
 }
 
@@ -202,6 +236,7 @@ export function assertGrowthOperator(value: unknown, origin: string): asserts va
     const caps = op.capabilities as Record<string, unknown> | undefined
     if (!caps || capabilityKeys.some((k) => typeof caps[k] !== 'boolean'))
       problems.push(`"capabilities" must have boolean ${capabilityKeys.join(', ')}`)
+    problems.push(...metaProblems(op.meta))
   }
   if (problems.length > 0)
     throw new SproutError('METHOD_INVALID', `${origin} is not a GrowthOperator: ${problems.join('; ')}`)

@@ -6,7 +6,7 @@ import { computeLoss, denseMlp, forward, forwardDetailed, loss } from './forward
 import { expertCapacity, moeMlp, routeTopK } from './moe.js'
 import { disposeParams, initModel, type Params, paramTable } from './params.js'
 import { refActivation } from './reference.testutil.js'
-import { parseSpec, type TransformerSpec } from './spec.js'
+import { expertDFF, parseSpec, type TransformerSpec } from './spec.js'
 
 beforeAll(async () => {
   await selectBackend('cpu')
@@ -48,7 +48,7 @@ function referenceMoe(x: Mat, spec: TransformerSpec, p: Params, prefix: string, 
         fill[choices[n][j]]++
         kept[n][j] = true
       }
-  const F = spec.dFF
+  const F = expertDFF(spec)
   const D = spec.dModel
   return x.map((row, n) => {
     const total = choices[n].reduce((s, e) => s + probs[n][e], 0)
@@ -152,6 +152,13 @@ describe('moeMlp', () => {
     ['swiglu without biases, capacity 0.5', { activation: 'swiglu', bias: false }, {}, 0.5],
     ['relu, top-1 of 3, capacity 0.7', { activation: 'relu' }, { experts: 3, topK: 1 }, 0.7],
     ['top-3 of 5, capacity 1.25', {}, { experts: 5, topK: 3 }, 1.25],
+    ['fine-grained experts (expertDFF 4 < dFF 10), gelu, capacity 1.0', {}, { expertDFF: 4 }, 1.0],
+    [
+      'fine-grained experts (expertDFF 5), swiglu without biases, no drops',
+      { activation: 'swiglu', bias: false },
+      { experts: 6, topK: 4, expertDFF: 5 },
+      Number.POSITIVE_INFINITY,
+    ],
   ]
   for (const [name, extra, moe, factor] of cases)
     it(`equals a per-token float64 reference (${name})`, () => {
@@ -302,6 +309,33 @@ describe('MoE in the model', () => {
     expect(exampleFlops(spec, T).forward - exampleFlops(dense, T).forward).toBe(
       2 * mlp + 2 * 2 * T * spec.dModel * 8,
     )
+  })
+
+  it('gives fine-grained experts (moe.expertDFF) their own width in parameters, forward and FLOPs', () => {
+    const spec = moeSpec({ activation: 'swiglu' }, { experts: 8, topK: 4, layers: [1], expertDFF: 5 })
+    const expert = paramTable(spec).filter((p) => p.expert === 3)
+    expect(expert.map((p) => [p.name, p.shape])).toEqual([
+      ['layers.1.mlp.experts.3.fc1.weight', [6, 5]],
+      ['layers.1.mlp.experts.3.fc1.bias', [5]],
+      ['layers.1.mlp.experts.3.gate.weight', [6, 5]],
+      ['layers.1.mlp.experts.3.gate.bias', [5]],
+      ['layers.1.mlp.experts.3.fc2.weight', [5, 6]],
+      ['layers.1.mlp.experts.3.fc2.bias', [6]],
+    ])
+    // The dense layer 0 keeps dFF.
+    expect(paramTable(spec).find((p) => p.name === 'layers.0.mlp.fc1.weight')!.shape).toEqual([6, 10])
+    const T = 8
+    const dense = parseSpec({ ...spec, moe: undefined })
+    // Layer 1: 4 active experts of width 5 (3 matrices) instead of one MLP of width 10, plus the router.
+    const perExpert = 2 * T * 3 * spec.dModel * 5
+    const denseMlp = 2 * T * 3 * spec.dModel * spec.dFF
+    expect(exampleFlops(spec, T).parts.mlp - exampleFlops(dense, T).parts.mlp).toBe(4 * perExpert - denseMlp)
+    const model = initModel(spec, 4)
+    const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6]], [1, 6], 'int32')
+    const logits = forward(model, ids)
+    expect(logits.shape).toEqual([1, 6, 13])
+    tf.dispose([ids, logits])
+    disposeParams(model.params)
   })
 })
 

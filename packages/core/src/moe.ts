@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
-import { activate, gatherRows } from './forward.js'
 import type { Params } from './params.js'
+import { activate, gatherRows } from './primitives.js'
 import type { TransformerSpec } from './spec.js'
 
 export interface MoEOutput {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
-import { attnWidth, isMoELayer, kvWidth, type TransformerSpec } from './spec.js'
+import { attnWidth, expertDFF, isMoELayer, kvWidth, type TransformerSpec } from './spec.js'
 
 /**
  * What an axis of a parameter means. Generic operators (LiGO, Mango, LEMON) act on
@@ -148,10 +148,12 @@ export function paramTable(spec: TransformerSpec): ParamInfo[] {
     linear(`${p}.attn.o`, 'attn', 'residual', [A, D], 'attn.o', l, residualStd)
     norm(`${p}.norm2`, 'norm2', l)
     const mlp = (prefix: string, expert?: number) => {
-      linear(`${prefix}.fc1`, 'residual', 'ffn', [D, F], 'mlp.fc1', l, STD, expert)
+      // Experts may be narrower than the dense MLP (moe.expertDFF, fine-grained experts).
+      const H = expert === undefined ? F : expertDFF(spec)
+      linear(`${prefix}.fc1`, 'residual', 'ffn', [D, H], 'mlp.fc1', l, STD, expert)
       if (spec.activation === 'swiglu')
-        linear(`${prefix}.gate`, 'residual', 'ffn', [D, F], 'mlp.gate', l, STD, expert)
-      linear(`${prefix}.fc2`, 'ffn', 'residual', [F, D], 'mlp.fc2', l, residualStd, expert)
+        linear(`${prefix}.gate`, 'residual', 'ffn', [D, H], 'mlp.gate', l, STD, expert)
+      linear(`${prefix}.fc2`, 'ffn', 'residual', [H, D], 'mlp.fc2', l, residualStd, expert)
     }
     if (isMoELayer(spec, l)) {
       linear(
@@ -184,13 +186,6 @@ export function paramTable(spec: TransformerSpec): ParamInfo[] {
     })
   }
   return out
-}
-
-/** Looks up one parameter's role entry; throws naming the parameter if the spec has no such tensor. */
-export function paramInfo(spec: TransformerSpec, name: string): ParamInfo {
-  const info = paramTable(spec).find((p) => p.name === name)
-  if (!info) throw new SproutError('PARAMS_INVALID', `parameter "${name}" does not exist in this spec`)
-  return info
 }
 
 /** 32-bit FNV-1a hash: derives a stable per-parameter seed from (seed, name). */

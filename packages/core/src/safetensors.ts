@@ -10,6 +10,8 @@ export const MAX_HEADER_BYTES = 100_000_000
 
 export interface RawTensor {
   dtype: 'float32' | 'int32'
+  /** The dtype the file stores it as, before widening or narrowing to `dtype`. */
+  storedAs: SafetensorsDtype
   shape: number[]
   data: Float32Array | Int32Array
 }
@@ -190,6 +192,7 @@ export function parseSafetensors(buf: Uint8Array, file = 'safetensors'): Safeten
     const isInt = dtype === 'I32' || dtype === 'I64'
     tensors.set(name, {
       dtype: isInt ? 'int32' : 'float32',
+      storedAs: dtype,
       shape,
       data: decode(dtype, data.subarray(begin, end), count, file, name),
     })

@@ -27,6 +27,12 @@ describe('parseSpec', () => {
     expect(vit.maxSeqLen).toBe(17)
     expect(vit.tieEmbeddings).toBe(false)
   })
+  it('keeps moe.expertDFF only when experts are narrower or wider than dFF', () => {
+    const fine = parseSpec({ ...gpt, moe: { experts: 4, layers: [0], expertDFF: 64 } })
+    expect(fine.moe!.expertDFF).toBe(64)
+    const same = parseSpec({ ...gpt, moe: { experts: 4, layers: [0], expertDFF: gpt.dFF } })
+    expect('expertDFF' in same.moe!).toBe(false)
+  })
   it.each([
     [{ ...gpt, dModel: 100, nHeads: 3 }, /dModel 100 is not divisible by nHeads 3/],
     [{ ...gpt, nLayers: 0 }, /spec\.nLayers/],
@@ -38,6 +44,7 @@ describe('parseSpec', () => {
     [{ ...gpt, maxSeqLen: undefined }, /spec\.maxSeqLen: required/],
     [{ ...gpt, moe: { experts: 2, topK: 3, layers: [0] } }, /spec\.moe\.topK: 3 exceeds the 2 experts/],
     [{ ...gpt, moe: { experts: 4, layers: [5] } }, /layer 5 does not exist/],
+    [{ ...gpt, moe: { experts: 4, layers: [0], expertDFF: 0 } }, /spec\.moe\.expertDFF/],
     [{ family: 'vit', dModel: 8, nLayers: 1, nHeads: 2, dFF: 8 }, /spec\.image: required/],
     [
       {

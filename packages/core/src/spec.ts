@@ -19,6 +19,11 @@ export interface MoESpec {
   evalCapacityFactor: number
   auxLossWeight: number
   zLossWeight: number
+  /**
+   * Hidden width of each expert's MLP (fine-grained experts, e.g. granular upcycling's dFF / g).
+   * Absent: experts are as wide as the dense MLP (dFF). Present only when it differs from dFF.
+   */
+  expertDFF?: number
 }
 
 export interface ImageSpec {
@@ -77,6 +82,7 @@ const moeSchema = z.strictObject({
   evalCapacityFactor: z.number().positive().default(2.0),
   auxLossWeight: z.number().min(0).default(0.01),
   zLossWeight: z.number().min(0).default(0.001),
+  expertDFF: z.number().int().positive().optional(),
 })
 
 const imageSchema = z.strictObject({
@@ -159,7 +165,7 @@ export function parseSpec(input: unknown): TransformerSpec {
     const img = s.image ?? fail('spec.image: required for family "vit" ({size, patch, channels, classes})')
     if (img.size % img.patch !== 0)
       fail(`spec.image: size ${img.size} is not divisible by patch ${img.patch}`)
-    const tokens = (img.size / img.patch) ** 2 + 1
+    const tokens = patchCount(img) + 1
     if (maxSeqLen !== undefined && maxSeqLen !== tokens)
       fail(
         `spec.maxSeqLen: ${maxSeqLen} does not match the ${tokens} tokens of a ${img.size}px image in ${img.patch}px patches plus the class token; omit it`,
@@ -185,6 +191,7 @@ export function parseSpec(input: unknown): TransformerSpec {
       if (l >= s.nLayers) fail(`spec.moe.layers: layer ${l} does not exist (nLayers is ${s.nLayers})`)
     if (new Set(m.layers).size !== m.layers.length) fail('spec.moe.layers: a layer index is listed twice')
     m.layers = [...m.layers].sort((a, b) => a - b)
+    if (m.expertDFF === s.dFF) delete m.expertDFF
   }
   const spec: TransformerSpec = {
     family,
@@ -204,8 +211,7 @@ export function parseSpec(input: unknown): TransformerSpec {
   }
   if (s.moe) spec.moe = s.moe as MoESpec
   if (s.image) spec.image = s.image
-  const positional = s.positional ?? 'learned'
-  if (positional === 'rotary') {
+  if (positionalKind(s) === 'rotary') {
     if (headDim % 2 !== 0) fail(`spec.positional: rotary embeddings need an even headDim (got ${headDim})`)
     spec.positional = 'rotary'
     spec.ropeTheta = s.ropeTheta ?? 10000
@@ -247,28 +253,29 @@ export function kvWidth(spec: TransformerSpec): number {
 }
 
 /** 'learned' or 'rotary' (a spec without the field uses learned positions). */
-export function positionalKind(spec: TransformerSpec): Positional {
+export function positionalKind(spec: Pick<TransformerSpec, 'positional'>): Positional {
   return spec.positional ?? 'learned'
 }
 
-/** Tokens per example the transformer sees (text: sequence length, vit: patches + class token). */
-export function patchCount(spec: TransformerSpec): number {
-  const img = spec.image
-  if (!img) throw new SproutError('SPEC_INVALID', `family "${spec.family}" has no image`)
-  return (img.size / img.patch) ** 2
+/** Patches an image is cut into (a ViT sees these plus the class token). */
+export function patchCount(image: Pick<ImageSpec, 'size' | 'patch'>): number {
+  return (image.size / image.patch) ** 2
+}
+
+/** Hidden width of an expert's MLP: moe.expertDFF when set, else dFF. */
+export function expertDFF(spec: TransformerSpec): number {
+  return spec.moe?.expertDFF ?? spec.dFF
 }
 
 export function isMoELayer(spec: TransformerSpec, layer: number): boolean {
   return spec.moe?.layers.includes(layer) ?? false
 }
 
-/** Output classes of the head: vocabulary for text, classes for vit. */
-export function outputSize(spec: TransformerSpec): number {
-  return spec.family === 'vit' ? spec.image!.classes : spec.vocabSize
-}
-
 export function specSummary(spec: TransformerSpec): string {
-  const moe = spec.moe ? ` moe(${spec.moe.experts}x top${spec.moe.topK} @${spec.moe.layers.join(',')})` : ''
+  const expertFF = spec.moe?.expertDFF === undefined ? '' : ` ff${spec.moe.expertDFF}`
+  const moe = spec.moe
+    ? ` moe(${spec.moe.experts}x${expertFF} top${spec.moe.topK} @${spec.moe.layers.join(',')})`
+    : ''
   const kv = spec.nKVHeads !== undefined ? ` kv${spec.nKVHeads}` : ''
   const rope = spec.positional === 'rotary' ? ' rope' : ''
   return `${spec.family} L${spec.nLayers} d${spec.dModel} h${spec.nHeads}x${spec.headDim}${kv} ff${spec.dFF}${moe}${rope}`

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { parseSpec, SeededRandom, SproutError } from '@sprout/core'
+import { parseSpec, SeededRandom, SproutError, skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDataset, unigramEntropy } from './dataset.js'
@@ -237,16 +237,18 @@ describe('images', () => {
     expect(set.images[0]).toBeCloseTo(0.2)
   })
 
-  it.skipIf(!existsSync(FASHION_MNIST_DIR))(
-    'loads the installed Fashion-MNIST test set (1000 per class)',
-    () => {
-      const set = loadFashionMnist()
-      const perClass = new Array(10).fill(0)
-      for (const l of set.labels) perClass[l]++
-      expect(set.count).toBe(10000)
-      expect(perClass).toEqual(new Array(10).fill(1000))
-    },
-  )
+  it.skipIf(
+    skipUnless(
+      existsSync(FASHION_MNIST_DIR),
+      `Fashion-MNIST in ${FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)`,
+    ),
+  )('loads the installed Fashion-MNIST test set (1000 per class)', () => {
+    const set = loadFashionMnist()
+    const perClass = new Array(10).fill(0)
+    for (const l of set.labels) perClass[l]++
+    expect(set.count).toBe(10000)
+    expect(perClass).toEqual(new Array(10).fill(1000))
+  })
 })
 
 describe('memory', () => {

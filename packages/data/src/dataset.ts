@@ -1,4 +1,4 @@
-import { type Batch, SproutError, type TransformerSpec } from '@sprout/core'
+import { type Batch, patchCount, SproutError, type TransformerSpec } from '@sprout/core'
 import {
   ImageBatches,
   type ImageSet,
@@ -8,7 +8,7 @@ import {
   splitImages,
 } from './images.js'
 import type { BatchStream } from './stream.js'
-import { loadText } from './text.js'
+import { loadText, TEXT_CORPORA } from './text.js'
 import {
   CausalBatches,
   causalValBatches,
@@ -79,7 +79,7 @@ function openImages(source: string, spec: TransformerSpec, opts: DatasetOptions)
       `${set.name} has ${set.classes} classes but the spec's head has ${img.classes}`,
     )
   const { train, val } = splitImages(set)
-  const seqLen = (img.size / img.patch) ** 2 + 1
+  const seqLen = patchCount(img) + 1
   return {
     describe: `${set.name} (${train.length} train / ${val.length} val images)`,
     kind: 'image',
@@ -142,5 +142,5 @@ export async function openDataset(
   }
 }
 
-/** Data names the CLI accepts besides paths. */
-export const DATA_NAMES = ['moby-dick', 'sotu', ...IMAGE_DATA] as const
+/** Data names accepted besides paths: the bundled text corpora and the image sets. */
+export const DATA_NAMES: readonly string[] = [...Object.keys(TEXT_CORPORA), ...IMAGE_DATA]

@@ -1,10 +1,13 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  type CommandIo,
+  checkOutputDir,
   disposeModel,
   forward,
   loadCheckpoint,
   type Model,
+  readJsonFile,
   SproutError,
   saveCheckpoint,
   specSummary,
@@ -14,12 +17,6 @@ import {
 import * as tf from '@tensorflow/tfjs'
 import type { ArchName, HfConfig } from './archs/common.js'
 import { CONVERTERS, exportHuggingFace, type HfDtype, importHuggingFace } from './hf.js'
-
-/** Where command handlers print: the same shape as @sprout/cli's Io. */
-export interface CommandIo {
-  out(line: string): void
-  err(line: string): void
-}
 
 export interface ConvertArgs {
   /** "hf": read a Hugging Face directory into a Sprout checkpoint. */
@@ -42,21 +39,6 @@ function usage(msg: string): never {
   throw new SproutError('USAGE', msg)
 }
 
-function checkCheckpointOut(dir: string, force: boolean): void {
-  if (!existsSync(dir)) return
-  if (!statSync(dir).isDirectory())
-    throw new SproutError('IO', `--out ${dir} exists and is a file; choose another directory`)
-  const entries = readdirSync(dir)
-  if (entries.length === 0) return
-  if (!entries.includes('sprout.json'))
-    throw new SproutError(
-      'IO',
-      `--out ${dir} exists and is not a Sprout checkpoint; choose another directory`,
-    )
-  if (!force)
-    throw new SproutError('IO', `--out ${dir} already holds a checkpoint; pass --force to overwrite it`)
-}
-
 /** `sprout convert --from hf | --to hf --in DIR --out DIR2 [--dtype f16|bf16] [--arch NAME]`. */
 export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void> {
   if ((args.from === undefined) === (args.to === undefined))
@@ -74,7 +56,7 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
       ['--shard-mb', args.shardMb],
     ] as const)
       if (v !== undefined) usage(`${flag} applies to --to hf only (a Sprout checkpoint stores float32)`)
-    checkCheckpointOut(args.out, args.force ?? false)
+    checkOutputDir(args.out, args.force ?? false)
     const { model, info } = importHuggingFace(args.in)
     try {
       await saveCheckpoint(args.out, model, {
@@ -141,15 +123,6 @@ export function loadAnyModel(dir: string): { model: Model; kind: 'sprout' | 'hf'
     'CHECKPOINT_NOT_FOUND',
     `${dir} is neither a Sprout checkpoint (sprout.json) nor a Hugging Face directory (config.json)`,
   )
-}
-
-function readJsonInput(path: string, what: string): unknown {
-  if (!existsSync(path)) throw new SproutError('INPUT_INVALID', `${what} file ${path} does not exist`)
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'))
-  } catch (e) {
-    throw new SproutError('INPUT_INVALID', `${what} file ${path} is not valid JSON: ${(e as Error).message}`)
-  }
 }
 
 /** Token ids: [t, ...] (one sequence) or [[t, ...], ...] (a batch of equal-length sequences). */
@@ -255,9 +228,9 @@ export async function runForward(args: ForwardArgs, io: CommandIo): Promise<{ sh
     const spec = model.spec
     if (args.tokens !== undefined) {
       if (spec.family === 'vit') usage(`${args.checkpoint} is an image model; pass --images, not --tokens`)
-      inputs = parseTokens(readJsonInput(args.tokens, 'tokens'), spec, args.tokens)
+      inputs = parseTokens(readJsonFile(args.tokens, 'tokens'), spec, args.tokens)
     } else {
-      inputs = parseImages(readJsonInput(args.images!, 'images'), spec, args.images!)
+      inputs = parseImages(readJsonFile(args.images!, 'images'), spec, args.images!)
     }
     const logits = forward(model, inputs)
     const shape = logits.shape

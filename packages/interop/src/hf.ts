@@ -1,18 +1,9 @@
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  rmSync,
-  statSync,
-} from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   type Model,
   type Params,
+  readJsonFile,
   readSafetensors,
   SproutError,
   serializeSafetensors,
@@ -101,35 +92,6 @@ export interface HfExportResult {
   notes: string[]
 }
 
-function readJson(path: string, what: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'))
-  } catch (e) {
-    throw new SproutError(
-      'CHECKPOINT_INVALID',
-      `${path}: ${what} is not valid JSON (${(e as Error).message})`,
-    )
-  }
-}
-
-/** Storage dtypes in a safetensors header (read without decoding the data). */
-function headerDtypes(path: string): Map<string, string> {
-  const fd = openSync(path, 'r')
-  try {
-    const len = Buffer.alloc(8)
-    readSync(fd, len, 0, 8, 0)
-    const n = Number(len.readBigUInt64LE(0))
-    const head = Buffer.alloc(Math.min(n, 100_000_000))
-    readSync(fd, head, 0, head.length, 8)
-    const json = JSON.parse(head.toString('utf8')) as Record<string, { dtype?: string }>
-    const out = new Map<string, string>()
-    for (const [k, v] of Object.entries(json)) if (k !== '__metadata__' && v?.dtype) out.set(k, v.dtype)
-    return out
-  } finally {
-    closeSync(fd)
-  }
-}
-
 export interface HfDirectory {
   config: HfConfig
   tensors: HostTensors
@@ -154,7 +116,7 @@ export function readHfDirectory(dir: string): HfDirectory {
       'CHECKPOINT_NOT_FOUND',
       `${dir} has no config.json; it is not a Hugging Face model directory`,
     )
-  const config = readJson(configPath, 'config.json')
+  const config = readJsonFile(configPath, 'Hugging Face config', 'CHECKPOINT_INVALID')
   if (typeof config !== 'object' || config === null || Array.isArray(config))
     throw new SproutError('CHECKPOINT_INVALID', `${configPath}: expected a JSON object`)
   const indexPath = join(dir, 'model.safetensors.index.json')
@@ -162,7 +124,7 @@ export function readHfDirectory(dir: string): HfDirectory {
   let files: string[]
   let weightMap: Record<string, string> | null = null
   if (existsSync(indexPath)) {
-    const index = readJson(indexPath, 'the shard index') as { weight_map?: unknown }
+    const index = readJsonFile(indexPath, 'shard index', 'CHECKPOINT_INVALID') as { weight_map?: unknown }
     const wm = index?.weight_map
     if (typeof wm !== 'object' || wm === null || Object.values(wm).some((v) => typeof v !== 'string'))
       throw new SproutError(
@@ -198,8 +160,8 @@ export function readHfDirectory(dir: string): HfDirectory {
         'CHECKPOINT_NOT_FOUND',
         `${dir}: shard ${f} listed in model.safetensors.index.json is missing`,
       )
-    for (const d of headerDtypes(path).values()) dtypes.add(d)
     for (const [name, t] of readSafetensors(path).tensors) {
+      dtypes.add(t.storedAs)
       if (weightMap && weightMap[name] !== f)
         throw new SproutError(
           'CHECKPOINT_INVALID',

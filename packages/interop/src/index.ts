@@ -4,7 +4,6 @@ export { gpt2 } from './archs/gpt2.js'
 export { llama } from './archs/llama.js'
 export { convToPatch, patchToConv, vit } from './archs/vit.js'
 export {
-  type CommandIo,
   type ConvertArgs,
   type ForwardArgs,
   loadAnyModel,

@@ -1,6 +1,17 @@
-import { FlopMeter, type GrowthContext, SeededRandom, type TransformerSpec } from '@sprout/core'
+import {
+  computeLoss,
+  FlopMeter,
+  type GrowthContext,
+  initModel,
+  type Model,
+  type Params,
+  SeededRandom,
+  type TransformerSpec,
+} from '@sprout/core'
+import { createFit } from '@sprout/trainer'
+import * as tf from '@tensorflow/tfjs'
 import { createTestFit, type FitRecord } from './fit.js'
-import { syntheticBatches } from './synthetic.js'
+import { type BatchSource, syntheticBatches } from './synthetic.js'
 
 export interface TestContext {
   ctx: GrowthContext
@@ -28,4 +39,49 @@ export function testContext(target: TransformerSpec, seed: number, maxFitSteps?:
     log: (message) => logs.push(message),
   }
   return { ctx, fits, logs }
+}
+
+/**
+ * A quiet GrowthContext whose fit is the trainer's `createFit` on `batches` (no fit and no
+ * batches when omitted: growing with steps = 0).
+ */
+export function fitContext(seed: number, batches?: BatchSource): GrowthContext {
+  return {
+    seed,
+    random: new SeededRandom(seed),
+    flops: new FlopMeter(),
+    progress: () => {},
+    log: () => {},
+    ...(batches ? { batches, fit: createFit(batches) } : {}),
+  }
+}
+
+/**
+ * A source model trained for `steps` AdamW steps (the trainer's `createFit` on the model's own
+ * weights) on `batches`, so that growth has something to transfer. Initialised with `seed`.
+ */
+export async function pretrainedModel(
+  spec: TransformerSpec,
+  batches: BatchSource,
+  steps: number,
+  learningRate: number,
+  seed = 11,
+): Promise<Model> {
+  const init = initModel(spec, seed)
+  const vars: Record<string, tf.Variable> = {}
+  for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
+  tf.dispose(Object.values(init.params))
+  await createFit(batches)({
+    trainables: vars,
+    loss: (b) => computeLoss({ spec, params: vars as Params }, b).loss,
+    steps,
+    learningRate,
+    flopsPerStep: 0,
+  })
+  const params: Params = {}
+  for (const [k, v] of Object.entries(vars)) {
+    params[k] = tf.clone(v)
+    v.dispose()
+  }
+  return { spec, params }
 }

@@ -1,4 +1,5 @@
 import {
+  cloneModel,
   defineOperator,
   GrowthError,
   loss,
@@ -119,11 +120,10 @@ export const finetunePadOperator = defineOperator({
       flopsPerStep: 0,
       label: 'finetune-pad',
     })
-    const params: Params = {}
-    for (const [n, v] of Object.entries(vars)) params[n] = tf.clone(v)
+    const model = cloneModel({ spec: target, params: vars })
     tf.dispose(Object.values(vars))
     return {
-      model: { spec: structuredClone(target), params },
+      model,
       report: { ...report('finetune-pad', fit.steps), functionPreserving: false },
     }
   },

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { describeBackend, initModel, parseSpec, selectBackend } from '@sprout/core'
+import { backendFromModule, describeBackend, initModel, parseSpec, selectBackend } from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import { type MetricsRow, readRunConfig, runTrain } from '@sprout/trainer'
 
@@ -24,7 +24,13 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 })
-console.log(describeBackend(await selectBackend(values.backend)))
+console.log(
+  describeBackend(
+    await selectBackend(values.backend, {
+      candidates: [backendFromModule('native', '@sprout/backend-native')],
+    }),
+  ),
+)
 
 const config = readRunConfig(configPath)
 const spec = parseSpec(JSON.parse(readFileSync(config.spec as string, 'utf8')))

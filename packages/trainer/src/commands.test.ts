@@ -9,11 +9,19 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec, saveCheckpoint } from '@sprout/core'
+import {
+  type CommandIo,
+  computeLoss,
+  disposeModel,
+  initModel,
+  loadCheckpoint,
+  parseSpec,
+  saveCheckpoint,
+} from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { growthData, type Io, runEval, runTrain } from './commands.js'
+import { growthData, runEval, runTrain } from './commands.js'
 import { tinyDecoder, tinyMnistVit } from './testing/specs.testutil.js'
 
 // The handlers behind `sprout train` / `sprout eval`, called directly (no commander).
@@ -38,7 +46,7 @@ function writeConfig(name: string, config: unknown): string {
   return path
 }
 
-function capture(): Io & { lines: string[]; errs: string[] } {
+function capture(): CommandIo & { lines: string[]; errs: string[] } {
   const lines: string[] = []
   const errs: string[] = []
   return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l) }
@@ -119,7 +127,24 @@ describe('runTrain / runEval', () => {
     const r = JSON.parse(io.lines.at(-1)!)
     expect(Object.keys(r).sort()).toEqual(['perplexity', 'valLoss'])
     expect(r.valLoss).toBeCloseTo(metrics(out)[3].valLoss!, 6)
-    expect(r.perplexity).toBeCloseTo(Math.exp(r.valLoss), 6)
+  })
+
+  it('eval of a model that predicts every byte equally reports perplexity 256 (the vocabulary size)', async () => {
+    const model = initModel(parseSpec(tinyDecoder), 1)
+    expect(model.spec.tieEmbeddings).toBe(true)
+    // The head is tied to the zeroed token table (and its bias starts at 0): every logit is 0,
+    // a uniform distribution over the 256 byte tokens, whatever the input.
+    const table = model.params['embed.tokens']
+    model.params['embed.tokens'] = tf.zerosLike(table)
+    table.dispose()
+    const ckpt = join(dir, 'uniform')
+    await saveCheckpoint(ckpt, model)
+    disposeModel(model)
+    const io = capture()
+    await runEval({ checkpoint: ckpt, data: 'moby-dick', json: true, batches: 2, batchSize: 2 }, io)
+    const r = JSON.parse(io.lines.at(-1)!)
+    expect(r.valLoss).toBeCloseTo(Math.log(256), 5)
+    expect(r.perplexity).toBeCloseTo(256, 3)
   })
 
   it('eval reads text with the tokenizer and sequence length the checkpoint was trained with', async () => {

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  type CommandIo,
   disposeModel,
   formatFlops,
   type GrowthContext,
@@ -9,6 +10,7 @@ import {
   loadCheckpoint,
   type Model,
   parseSpec,
+  readSpecFile,
   SproutError,
   specSummary,
   type TransformerSpec,
@@ -18,12 +20,22 @@ import { type Dataset, openDataset, type TokenizerName } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { parseRunConfig, type RunConfig, readRunConfig } from './config.js'
 import { createFit } from './fit.js'
-import { CHECKPOINT_DIR, evaluate, type TrainerState, train } from './loop.js'
-
-export interface Io {
-  out(line: string): void
-  err(line: string): void
-}
+import { resolveFrozen } from './freeze.js'
+import {
+  CHECKPOINT_DIR,
+  evaluate,
+  type TrainerState,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from './loop.js'
+import {
+  type OperatorResolver,
+  type PlannedStage,
+  planStages,
+  type StageRecord,
+  trainProgressive,
+} from './stages.js'
 
 export interface TrainArgs {
   config?: string
@@ -35,28 +47,29 @@ export interface TrainArgs {
   json?: boolean
   /** Force the progress bar on/off (default: when stderr is a TTY). */
   progress?: boolean
+  /** Resolves the methods of a config's growth `stages` (the CLI passes its plugin resolver). */
+  resolveMethod?: OperatorResolver
 }
 
 const RUN_FILE = 'run.json'
 
 function readSpecArg(spec: string | Record<string, unknown>): TransformerSpec {
-  if (typeof spec !== 'string') return parseSpec(spec)
-  if (!existsSync(spec)) throw new SproutError('INPUT_INVALID', `spec file ${spec} does not exist`)
-  try {
-    return parseSpec(JSON.parse(readFileSync(spec, 'utf8')))
-  } catch (e) {
-    if (e instanceof SproutError) throw new SproutError(e.code, `${spec}: ${e.message}`)
-    throw new SproutError('INPUT_INVALID', `spec file ${spec} is not valid JSON: ${(e as Error).message}`)
-  }
+  return typeof spec === 'string' ? readSpecFile(spec) : parseSpec(spec)
 }
 
-/** The model to train, and the growth mask its checkpoint carries (MSG-style stacking). */
-function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask } {
-  if (config.from === undefined) return { model: initModel(readSpecArg(config.spec!), config.seed) }
+/** What a checkpoint's meta says about growth: the mask (MSG-style stacking) and the new parameters. */
+function growthMeta(meta: Record<string, unknown>): { mask?: GrowthMask; newParams: string[] | null } {
+  const m = meta as { mask?: GrowthMask | null; newParams?: string[] | null }
+  return { mask: m.mask ?? undefined, newParams: m.newParams ?? null }
+}
+
+/** The model to train, the growth mask its checkpoint carries and the parameters growth added. */
+function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask; newParams: string[] | null } {
+  if (config.from === undefined)
+    return { model: initModel(readSpecArg(config.spec!), config.seed), newParams: null }
   const ckpt = loadCheckpoint(config.from)
   if (ckpt.state) tf.dispose(Object.values(ckpt.state))
-  const mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
-  return { model: ckpt.model, mask }
+  return { model: ckpt.model, ...growthMeta(ckpt.meta) }
 }
 
 function refuseExistingRun(out: string): void {
@@ -71,13 +84,16 @@ function refuseExistingRun(out: string): void {
 }
 
 /** `sprout train --config run.json --out DIR` and `sprout train --resume DIR`. */
-export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
+export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   let config: RunConfig
   let out: string
   let model: Model
   let resumeFrom: TrainerState | undefined
   let mask: GrowthMask | undefined
+  let newParams: string[] | null = null
   let optimizerState: Record<string, tf.Tensor> | undefined
+  let stage = 0
+  let records: StageRecord[] = []
   if (args.resume !== undefined) {
     // A resumed run keeps its config and seed (changing them would break exact continuation).
     if (args.config !== undefined)
@@ -101,9 +117,11 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       )
     const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
     model = ckpt.model
-    mask = (ckpt.meta as { mask?: GrowthMask | null }).mask ?? undefined
+    ;({ mask, newParams } = growthMeta(ckpt.meta))
     optimizerState = ckpt.state ?? undefined
     resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
+    stage = (ckpt.meta as { stage?: number }).stage ?? 0
+    records = (ckpt.meta as { stages?: StageRecord[] }).stages ?? []
     if (!resumeFrom) {
       disposeModel(model)
       if (optimizerState) tf.dispose(Object.values(optimizerState))
@@ -122,7 +140,15 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       throw new SproutError('USAGE', 'pass --out DIR for the checkpoints and metrics')
     out = resolve(args.out)
     refuseExistingRun(out)
-    ;({ model, mask } = initialModel(config))
+    ;({ model, mask, newParams } = initialModel(config))
+  }
+  let frozen: Set<string>
+  try {
+    frozen = resolveFrozen(config.freeze ?? [], Object.keys(model.params), newParams)
+  } catch (e) {
+    disposeModel(model)
+    if (optimizerState) tf.dispose(Object.values(optimizerState))
+    throw e
   }
   let data: Dataset | null = null
   let val: ReturnType<Dataset['valBatches']> = []
@@ -140,15 +166,39 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
       seed: config.seed,
       tokenizer: config.tokenizer,
     })
+    // Stages are checked before anything is written: a bad stage leaves no run directory.
+    const stages: PlannedStage[] = await planStages(
+      config.stages ?? [],
+      {
+        spec: model.spec,
+        appliedStages: stage,
+        steps: config.steps,
+        tokensPerStep: data.train.tokensPerBatch * config.accumulate,
+        seqLen: data.train.seqLen,
+        examplesPerStep: data.train.batchSize * config.accumulate,
+        budgetFlops: config.budget.flops,
+      },
+      args.resolveMethod,
+    )
     val = data.valBatches(config.evalBatches)
+    const describe = data.describe
+    const writeRun = (stageRecords: StageRecord[]) =>
+      writeFileAtomic(
+        join(out, RUN_FILE),
+        `${JSON.stringify({ config, data: describe, ...(stages.length > 0 ? { stages: stageRecords } : {}) }, null, 2)}\n`,
+      )
     if (!resumeFrom) {
       createdOut = !existsSync(out)
       mkdirSync(out, { recursive: true })
-      writeFileAtomic(join(out, RUN_FILE), `${JSON.stringify({ config, data: data.describe }, null, 2)}\n`)
+      writeRun([])
     }
     io.err(`training ${specSummary(model.spec)} on ${data.describe} for ${config.steps} steps -> ${out}`)
+    if (frozen.size > 0)
+      io.err(
+        `  frozen: ${frozen.size} of ${Object.keys(model.params).length} parameters (${config.freeze!.join(', ')})`,
+      )
     process.on('SIGINT', onSigint)
-    const result = await train({
+    const trainOptions: TrainOptions = {
       model,
       train: data.train,
       val,
@@ -171,14 +221,31 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
         tokenizer: config.tokenizer,
         seqLen: config.seqLen ?? model.spec.maxSeqLen,
         mask: mask ?? null,
+        // Carried along so a resumed run (or a later one from this checkpoint) can freeze "source".
+        newParams,
       },
       mask,
+      frozen: [...frozen],
       optimizerState,
       resumeFrom,
       log: (l) => io.err(l),
       progress: args.progress,
       shouldStop: () => stop.requested,
-    })
+    }
+    let result: TrainResult
+    let finalStage = 0
+    if (stages.length > 0) {
+      const r = await trainProgressive({
+        ...trainOptions,
+        stages,
+        seed: config.seed,
+        stage,
+        records,
+        onStage: writeRun,
+      })
+      result = r
+      finalStage = r.stage
+    } else result = await train(trainOptions)
     const s = result.state
     try {
       io.out(
@@ -186,6 +253,10 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
           `train loss ${result.trainLoss.toFixed(4)}, val loss ${result.valLoss?.toFixed(4) ?? '-'}, ` +
           `${s.tokens.toLocaleString('en-US')} tokens, ${formatFlops(s.flops)}, ${s.seconds.toFixed(1)} s`,
       )
+      if (stages.length > 0)
+        io.out(
+          `  stage ${finalStage} of ${stages.length}: ${specSummary(result.model.spec)} (growth steps ${stages.map((x) => `${x.step} ${x.op.name}`).join(', ')})`,
+        )
       if (data.unigramEntropy !== undefined)
         io.out(`  unigram entropy of the training text: ${data.unigramEntropy.toFixed(4)} nats/token`)
       io.out(`  checkpoint: ${join(out, CHECKPOINT_DIR)}; metrics: ${join(out, 'metrics.jsonl')}`)
@@ -199,6 +270,7 @@ export async function runTrain(args: TrainArgs, io: Io): Promise<void> {
             tokens: s.tokens,
             flops: s.flops,
             seconds: s.seconds,
+            ...(stages.length > 0 ? { stage: finalStage, spec: result.model.spec } : {}),
           }),
         )
     } finally {
@@ -228,7 +300,7 @@ export interface EvalArgs {
 }
 
 /** `sprout eval --checkpoint DIR --data NAME|PATH`: validation loss and perplexity (accuracy for images). */
-export async function runEval(args: EvalArgs, io: Io): Promise<void> {
+export async function runEval(args: EvalArgs, io: CommandIo): Promise<void> {
   const { model, state, meta } = loadCheckpoint(args.checkpoint)
   const trained = meta as { tokenizer?: TokenizerName; seqLen?: number }
   // Evaluation needs only the weights; optimizer moments saved by the trainer are dropped.

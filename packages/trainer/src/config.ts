@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { formatIssue, SproutError } from '@sprout/core'
+import { formatIssue, readJsonFile, SproutError } from '@sprout/core'
+import { DATA_NAMES } from '@sprout/data'
 import { z } from 'zod'
+import { stageSchema } from './stages.js'
 
 const positive = z.number().positive()
 const count = z.number().int().positive()
@@ -62,8 +63,15 @@ export const runConfigSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Parameters to keep fixed: "source" (everything but the new parameters a growth method
+     * recorded, e.g. block expansion's inserted blocks), exact names or globs like "layers.*.attn.*".
+     */
+    freeze: z.array(z.string().min(1)).optional(),
     /** Seed for initialisation and data order. */
     seed: z.number().int().nonnegative().default(1),
+    /** Growth stages of a progressive run, in order (`steps` stays the run's total). */
+    stages: z.array(stageSchema).optional(),
   })
   .strict()
 
@@ -84,22 +92,20 @@ export function parseRunConfig(raw: unknown, where = 'config'): RunConfig {
 
 /** Reads a config file and makes its relative paths absolute (relative to the file). */
 export function readRunConfig(path: string): RunConfig {
-  if (!existsSync(path) || statSync(path).isDirectory())
-    throw new SproutError('INPUT_INVALID', `config file ${path} does not exist`)
-  let raw: unknown
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'))
-  } catch (e) {
-    throw new SproutError('INPUT_INVALID', `config file ${path} is not valid JSON: ${(e as Error).message}`)
-  }
-  const c = parseRunConfig(raw, path)
+  const c = parseRunConfig(readJsonFile(path, 'config'), path)
   const base = dirname(resolve(path))
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p))
-  const dataIsPath = !['moby-dick', 'sotu', 'mnist', 'fashion-mnist'].includes(c.data)
+  const dataIsPath = !DATA_NAMES.includes(c.data)
   return {
     ...c,
     spec: typeof c.spec === 'string' ? abs(c.spec) : c.spec,
     from: c.from !== undefined ? abs(c.from) : undefined,
     data: dataIsPath ? abs(c.data) : c.data,
+    stages: c.stages?.map((s) => ({
+      ...s,
+      target: typeof s.target === 'string' ? abs(s.target) : s.target,
+      // A plugin given by path is relative to the config, like every other path in it.
+      method: s.method.startsWith('.') ? abs(s.method) : s.method,
+    })),
   }
 }

@@ -6,10 +6,10 @@ import { AdamW } from './optimizers.js'
 /**
  * The trainer's `fit` for learned growth operators (LiGO, Mango): AdamW at a constant learning
  * rate on the operator's parameters only, minimising the target model's loss on real batches
- * drawn from `stream`. FLOPs are the operator's own per-step estimate × steps.
+ * drawn from `stream` (anything with `next()`: a data stream, or synthetic batches in tests). FLOPs are the operator's own per-step estimate × steps.
  */
 export function createFit(
-  stream: BatchStream,
+  stream: Pick<BatchStream, 'next'>,
   progress: GrowthContext['progress'] = () => {},
 ): (request: FitRequest) => Promise<FitResult> {
   return async (request) => {

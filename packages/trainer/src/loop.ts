@@ -15,6 +15,8 @@ import {
 } from '@sprout/core'
 import type { BatchCursor, BatchStream } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
+import { frozenWeightGradFlops } from './freeze.js'
+import type { MetricsRow } from './metrics.js'
 import { clipByGlobalNorm, createOptimizer, type OptimizerConfig } from './optimizers.js'
 import { createProgress } from './progress.js'
 import { learningRate, type ScheduleConfig } from './schedule.js'
@@ -41,20 +43,6 @@ export interface TrainConfig {
   evalBatches: number
   checkpointEvery?: number
   budget?: Budget
-}
-
-/** One line of metrics.jsonl. */
-export interface MetricsRow {
-  step: number
-  tokens: number
-  flops: number
-  loss: number
-  valLoss: number | null
-  valAccuracy?: number | null
-  lr: number
-  gradNorm: number
-  tokensPerSecond: number
-  seconds: number
 }
 
 /** Where a run stands; stored in the checkpoint's meta so `resume` continues exactly. */
@@ -92,6 +80,20 @@ export interface TrainOptions {
   mask?: GrowthMask
   /** Stop early (e.g. on SIGINT) after the current step; a checkpoint is written if outDir is set. */
   shouldStop?: () => boolean
+  /**
+   * Parameters kept fixed (see resolveFrozen): no gradient, no optimizer state, no update, no
+   * weight decay, and their weight-gradient FLOPs are not charged.
+   */
+  frozen?: readonly string[]
+  /**
+   * Progressive runs: end this call at this step (a growth stage follows; the schedule still spans
+   * `config.steps`), tag metrics rows with `stage`, show `progressLabel` in the progress bar, and
+   * return the optimizer moments (`keepOptimizerState`) for mapping onto the grown model.
+   */
+  stopAtStep?: number
+  stage?: number
+  progressLabel?: string
+  keepOptimizerState?: boolean
 }
 
 export type StopReason = 'steps' | 'flops' | 'seconds' | 'targetValLoss' | 'interrupted'
@@ -103,15 +105,24 @@ export interface TrainResult {
   valLoss: number | null
   history: MetricsRow[]
   stoppedBy: StopReason
+  /** The optimizer moments at the end (with `keepOptimizerState`); the caller owns them. */
+  optimizerState?: Params
 }
 
 export const CHECKPOINT_DIR = 'checkpoint'
 export const METRICS_FILE = 'metrics.jsonl'
 
-/** Training FLOPs of one optimisation step (forward + backward, 3× forward). */
-export function stepFlops(model: Model, stream: BatchStream, accumulate = 1): number {
+/** Training FLOPs of one optimisation step (forward + backward, 3× forward, minus frozen weights' gradients). */
+export function stepFlops(
+  model: Model,
+  stream: BatchStream,
+  accumulate = 1,
+  frozen: ReadonlySet<string> = new Set(),
+): number {
   const seqLen = model.spec.family === 'vit' ? model.spec.maxSeqLen : stream.seqLen
-  return exampleFlops(model.spec, seqLen).total * stream.batchSize * accumulate
+  const perExample =
+    exampleFlops(model.spec, seqLen).total - frozenWeightGradFlops(model.spec, frozen, seqLen)
+  return perExample * stream.batchSize * accumulate
 }
 
 /** Mean validation cross-entropy (and accuracy for classifiers) over fixed batches. */
@@ -165,11 +176,15 @@ function checkConfig(c: TrainConfig): void {
     bad('checkpointEvery', `must be a positive integer (got ${c.checkpointEvery})`)
 }
 
-/** Trainable copies of the parameters, and the map from tfjs variable names back to ours. */
-function toVariables(params: Params): { vars: Record<string, tf.Variable>; byVarName: Map<string, string> } {
+/** Trainable copies of the parameters not frozen, and the map from tfjs variable names back to ours. */
+function toVariables(
+  params: Params,
+  frozen: ReadonlySet<string>,
+): { vars: Record<string, tf.Variable>; byVarName: Map<string, string> } {
   const vars: Record<string, tf.Variable> = {}
   const byVarName = new Map<string, string>()
   for (const [name, t] of Object.entries(params)) {
+    if (frozen.has(name)) continue
     const v = tf.variable(t, true)
     vars[name] = v
     byVarName.set(v.name, name)
@@ -236,10 +251,24 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   checkConfig(config)
   const accumulate = config.accumulate ?? 1
   const log = opts.log ?? (() => {})
-  const { vars, byVarName } = toVariables(opts.model.params)
-  const model: Model = { spec: opts.model.spec, params: vars }
+  const frozen = new Set(opts.frozen ?? [])
+  for (const name of frozen)
+    if (!opts.model.params[name])
+      throw new SproutError('USAGE', `training: frozen parameter "${name}" is not in the model`)
+  const { vars, byVarName } = toVariables(opts.model.params, frozen)
+  // Frozen parameters stay the caller's tensors: the tape never differentiates them.
+  const model: Model = {
+    spec: opts.model.spec,
+    params: Object.fromEntries(
+      Object.keys(opts.model.params).map((n) => [n, vars[n] ?? opts.model.params[n]]),
+    ),
+  }
   const optimizer = createOptimizer(vars, config.optimizer)
-  const progress = createProgress(config.steps, opts.progress ?? process.stderr.isTTY === true, log)
+  const progress = createProgress(config.steps, opts.progress ?? process.stderr.isTTY === true, log, {
+    label: opts.progressLabel,
+    start: opts.resumeFrom?.step,
+  })
+  const endStep = Math.min(config.steps, opts.stopAtStep ?? config.steps)
   try {
     if (opts.optimizerState) optimizer.load(opts.optimizerState, opts.resumeFrom?.optimizerSteps ?? 0)
     if (opts.resumeFrom) stream.seek(opts.resumeFrom.cursor)
@@ -254,7 +283,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           optimizerSteps: 0,
           lastValLoss: null,
         }
-    const perStep = stepFlops(model, stream, accumulate)
+    const perStep = stepFlops(model, stream, accumulate, frozen)
     const metricsPath = opts.outDir ? join(opts.outDir, METRICS_FILE) : null
     if (opts.outDir) mkdirSync(opts.outDir, { recursive: true })
     if (metricsPath) truncateMetrics(metricsPath, state.step)
@@ -279,7 +308,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       checkpointed = state.step
     }
 
-    while (state.step < config.steps) {
+    while (state.step < endStep) {
       // Yield once per step so signal handlers (Ctrl-C) and IPC can run during a long run.
       await new Promise((resolve) => setImmediate(resolve))
       const budget = config.budget ?? {}
@@ -355,6 +384,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         gradNorm: norm,
         tokensPerSecond: (stream.tokensPerBatch * accumulate) / ((performance.now() - stepStart) / 1000),
         seconds: state.seconds,
+        ...(opts.stage !== undefined ? { stage: opts.stage } : {}),
       }
       history.push(row)
       if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify(row)}\n`)
@@ -378,7 +408,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     await checkpoint()
     progress.stop(stoppedBy)
     const params: Params = {}
-    for (const [n, v] of Object.entries(vars)) params[n] = v.clone()
+    for (const [n, t] of Object.entries(model.params)) params[n] = t.clone()
     return {
       model: { spec: structuredClone(model.spec), params },
       state,
@@ -386,6 +416,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       valLoss: state.lastValLoss,
       history,
       stoppedBy,
+      ...(opts.keepOptimizerState ? { optimizerState: optimizer.state() } : {}),
     }
   } finally {
     progress.stop()

@@ -1,5 +1,5 @@
 import { Presets, SingleBar } from 'cli-progress'
-import type { MetricsRow } from './loop.js'
+import type { MetricsRow } from './metrics.js'
 
 export interface Progress {
   update(row: MetricsRow): void
@@ -10,17 +10,23 @@ export interface Progress {
  * A progress bar (loss, tokens/s, ETA) on a terminal; otherwise plain lines at each evaluation
  * so logs stay readable in CI and files.
  */
-export function createProgress(total: number, tty: boolean, log: (line: string) => void): Progress {
+export function createProgress(
+  total: number,
+  tty: boolean,
+  log: (line: string) => void,
+  opts: { label?: string; start?: number } = {},
+): Progress {
+  const label = opts.label ? `${opts.label} ` : ''
   if (tty && total > 0) {
     const bar = new SingleBar(
       {
-        format: 'train |{bar}| {value}/{total} loss {loss} val {val} {tps} tok/s ETA {eta_formatted}',
+        format: `train ${label}|{bar}| {value}/{total} loss {loss} val {val} {tps} tok/s ETA {eta_formatted}`,
         stream: process.stderr,
         hideCursor: true,
       },
       Presets.shades_classic,
     )
-    bar.start(total, 0, { loss: '-', val: '-', tps: '-' })
+    bar.start(total, opts.start ?? 0, { loss: '-', val: '-', tps: '-' })
     let stopped = false
     let lastVal = '-'
     return {
@@ -43,7 +49,7 @@ export function createProgress(total: number, tty: boolean, log: (line: string) 
     update(row) {
       if (row.valLoss === null) return
       log(
-        `step ${row.step}/${total} loss ${row.loss.toFixed(4)} val ${row.valLoss.toFixed(4)} lr ${row.lr.toExponential(2)} ` +
+        `${label}step ${row.step}/${total} loss ${row.loss.toFixed(4)} val ${row.valLoss.toFixed(4)} lr ${row.lr.toExponential(2)} ` +
           `${Math.round(row.tokensPerSecond)} tok/s ${row.seconds.toFixed(1)} s`,
       )
     },

@@ -4,6 +4,7 @@
  *   npx tsx plugins/lemon/bench/grow.ts
  */
 import {
+  backendFromModule,
   describeBackend,
   formatFlops,
   initModel,
@@ -34,7 +35,13 @@ const cases = [
   },
 ]
 
-console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu')))
+console.log(
+  describeBackend(
+    await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu', {
+      candidates: [backendFromModule('native', '@sprout/backend-native')],
+    }),
+  ),
+)
 console.log(`backend: ${tf.getBackend()}`)
 for (const c of cases) {
   const base = { family: 'decoder', vocabSize: 512, maxSeqLen: 64 }

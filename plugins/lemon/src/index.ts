@@ -4,6 +4,7 @@ import {
   GrowthError,
   type GrowthResult,
   kvHeads,
+  type MomentMap,
   maxAbsLogitDiff,
   type Params,
   type ScheduleRecommendation,
@@ -13,6 +14,7 @@ import {
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { depthSchedule, widen, widthPlan } from './expand.js'
+import { lemonMomentMap } from './moments.js'
 
 export const lemonOptions = z.strictObject({
   /** Std of LEMON's free parameters: zero-sum noise on split fan-ins and the residue rows. 0: plain division. */
@@ -150,8 +152,20 @@ export function lemonSchedule(options: LemonOptions): ScheduleRecommendation {
 
 const lemon = defineOperator<LemonOptions>({
   name: 'lemon',
+  meta: {
+    displayName: 'LEMON',
+    papers: [
+      {
+        title: 'LEMON: Lossless model expansion',
+        authors: 'Wang et al.',
+        venue: 'ICLR',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2310.07999',
+      },
+    ],
+  },
   description:
-    'LEMON (Wang et al., ICLR 2024): lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
+    'Lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
   options: lemonOptions as unknown as z.ZodType<LemonOptions>,
   capabilities: {
     width: true,
@@ -226,8 +240,10 @@ const lemon = defineOperator<LemonOptions>({
       }
     }
     const plan = widthPlan(s, target)
+    const moments: MomentMap | undefined = lemonMomentMap(s, spec) ?? undefined
     return {
       model,
+      moments,
       report: {
         method: M,
         growthFlops,
@@ -251,4 +267,5 @@ const lemon = defineOperator<LemonOptions>({
 
 export default lemon
 export { depthSchedule, queryHeadMap, widen, widthPlan } from './expand.js'
+export { lemonMomentMap } from './moments.js'
 export { lemon }

@@ -19,9 +19,10 @@ import {
   SeededRandom,
   trainingFlops,
 } from '@sprout/core'
+import { type BatchSource, fitContext as testContext } from '@sprout/testkit'
+import { createFit } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
 import ligo, { ligoOptions } from '../src/index.js'
-import { adamFit, type BatchStream, testContext } from '../src/testing/fit.testutil.js'
 
 const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d)
 const SOURCE_STEPS = env('SOURCE_STEPS', 400)
@@ -40,7 +41,7 @@ const chars = [...new Set(text)].sort()
 const ids = Int32Array.from(text, (c) => chars.indexOf(c))
 const split = Math.floor(ids.length * 0.9)
 
-function stream(from: number, to: number, seed: number): BatchStream {
+function stream(from: number, to: number, seed: number): BatchSource {
   const rng = new SeededRandom(seed)
   return {
     batchSize: BATCH,
@@ -86,16 +87,13 @@ async function sourceModel(): Promise<Model> {
   for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
   tf.dispose(Object.values(init.params))
   const t0 = performance.now()
-  const r = await adamFit(
-    {
-      trainables: vars,
-      loss: (b) => computeLoss({ spec: sourceSpec, params: vars as Params }, b).loss,
-      steps: SOURCE_STEPS,
-      learningRate: 3e-3,
-      flopsPerStep: 0,
-    },
-    stream(0, split, 1),
-  )
+  const r = await createFit(stream(0, split, 1))({
+    trainables: vars,
+    loss: (b) => computeLoss({ spec: sourceSpec, params: vars as Params }, b).loss,
+    steps: SOURCE_STEPS,
+    learningRate: 3e-3,
+    flopsPerStep: 0,
+  })
   console.log(
     `source: ${SOURCE_STEPS} steps in ${((performance.now() - t0) / 1000).toFixed(0)} s, train loss ${r.losses.at(-1)?.toFixed(3)}`,
   )

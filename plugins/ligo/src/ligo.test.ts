@@ -6,23 +6,22 @@ import {
   GrowthError,
   initModel,
   type Model,
-  type Params,
   paramTable,
   parseSpec,
   SeededRandom,
   type TransformerSpec,
   validateParams,
 } from '@sprout/core'
+import {
+  type BatchSource,
+  disposeBatch,
+  markovBatches,
+  pretrainedModel,
+  fitContext as testContext,
+} from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import ligo, { createLigo, type LigoOptions, ligoOptions } from './index.js'
-import {
-  adamFit,
-  type BatchStream,
-  disposeBatch,
-  markovBatches,
-  testContext,
-} from './testing/fit.testutil.js'
 
 const base = {
   family: 'decoder',
@@ -106,7 +105,7 @@ describe('ligo initialisation reproduces the fixed methods', () => {
       source,
       big,
       testContext(1),
-      opts({ steps: 0, initNoise: 0, widthInit: 'duplicate', depthInit: 'stack' }),
+      opts({ steps: 0, initNoise: 0, widthInit: 'duplicate', depthInit: 'stack', newLayers: 'copy' }),
     )
     expectMatches(
       model,
@@ -119,7 +118,7 @@ describe('ligo initialisation reproduces the fixed methods', () => {
       source,
       big,
       testContext(1),
-      opts({ steps: 0, initNoise: 0, widthInit: 'duplicate', depthInit: 'interpolate' }),
+      opts({ steps: 0, initNoise: 0, widthInit: 'duplicate', depthInit: 'interpolate', newLayers: 'copy' }),
     )
     expectMatches(
       model,
@@ -129,7 +128,12 @@ describe('ligo initialisation reproduces the fixed methods', () => {
   })
   it('identity init ([I; 0]) zero-pads every grown axis, in both forms', async () => {
     for (const form of ['kronecker', 'block'] as const) {
-      const { model } = await ligo.grow(source, big, testContext(1), opts({ steps: 0, initNoise: 0, form }))
+      const { model } = await ligo.grow(
+        source,
+        big,
+        testContext(1),
+        opts({ steps: 0, initNoise: 0, form, widthInit: 'identity', newLayers: 'copy' }),
+      )
       expectMatches(
         model,
         reference(source, big, 'pad', (i) => i % 2),
@@ -142,12 +146,18 @@ describe('ligo initialisation reproduces the fixed methods', () => {
     const op = createLigo(
       small,
       deep,
-      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', initNoise: 0 },
+      null,
+      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', newLayers: 'copy', initNoise: 0 },
       1,
     )
     expect(Object.keys(op.variables).every((k) => k.startsWith('depth.'))).toBe(true)
     op.dispose()
-    const { model } = await ligo.grow(source, deep, testContext(1), opts({ steps: 0, initNoise: 0 }))
+    const { model } = await ligo.grow(
+      source,
+      deep,
+      testContext(1),
+      opts({ steps: 0, initNoise: 0, newLayers: 'copy' }),
+    )
     expectMatches(
       model,
       reference(source, deep, 'dup', (i) => i % 2),
@@ -159,7 +169,8 @@ describe('ligo initialisation reproduces the fixed methods', () => {
     const op = createLigo(
       small,
       wide,
-      { form: 'block', widthInit: 'identity', depthInit: 'stack', initNoise: 0.1 },
+      null,
+      { form: 'block', widthInit: 'identity', depthInit: 'stack', newLayers: 'copy', initNoise: 0.1 },
       1,
     )
     const keys = Object.keys(op.variables)
@@ -175,7 +186,8 @@ describe('ligo operator parameters', () => {
     const op = createLigo(
       small,
       big,
-      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', initNoise: 0 },
+      null,
+      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', newLayers: 'copy', initNoise: 0 },
       1,
     )
     // E 16x8; per source layer (2): B_Q, B_K, B_V 16x8 and B_fc1 32x16; depth: 9 modules minus gate = 8 of 4x2
@@ -196,7 +208,8 @@ describe('ligo operator parameters', () => {
     const op = createLigo(
       small,
       big,
-      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', initNoise: 0.2 },
+      null,
+      { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', newLayers: 'copy', initNoise: 0.2 },
       3,
     )
     const stream = markovBatches(big, 2, 8, 5)
@@ -247,28 +260,8 @@ describe('ligo operator parameters', () => {
 })
 
 /** Pretrains the tiny source on the Markov data so growth has something to transfer. */
-async function pretrained(spec: TransformerSpec): Promise<Model> {
-  const model = initModel(spec, 11)
-  const vars: Record<string, tf.Variable> = {}
-  for (const [k, t] of Object.entries(model.params)) vars[k] = tf.variable(t)
-  dispose(model)
-  const stream = markovBatches(spec, 8, 8, 99)
-  await adamFit(
-    {
-      trainables: vars,
-      loss: (b: Batch) => computeLoss({ spec, params: vars as Params }, b).loss,
-      steps: 60,
-      learningRate: 1e-2,
-      flopsPerStep: 0,
-    },
-    stream,
-  )
-  const params: Params = {}
-  for (const [k, v] of Object.entries(vars)) {
-    params[k] = tf.clone(v)
-    v.dispose()
-  }
-  return { spec, params }
+function pretrained(spec: TransformerSpec): Promise<Model> {
+  return pretrainedModel(spec, markovBatches(spec, 8, 8, 99), 60, 1e-2)
 }
 
 function heldOutLoss(model: Model, batches: Batch[]): number {
@@ -348,7 +341,7 @@ describe('ligo across families and architectures', () => {
       const t = parseSpec({ ...arch, dModel: 12, nLayers: 2, nHeads: 3, dFF: 24 })
       const src = initModel(s, 2)
       const before = tf.memory().numTensors
-      let stream: BatchStream
+      let stream: BatchSource
       if (s.family === 'vit') {
         const rng = new SeededRandom(3)
         stream = {

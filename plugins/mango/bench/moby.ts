@@ -20,9 +20,10 @@ import {
   SeededRandom,
   trainingFlops,
 } from '@sprout/core'
+import { type BatchSource, fitContext as testContext } from '@sprout/testkit'
+import { createFit } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
-import mango, { createMango, mangoOptions } from '../src/index.js'
-import { adamFit, type BatchStream, testContext } from '../src/testing/fit.testutil.js'
+import mango, { createMango, mangoOptions, type RingRanks } from '../src/index.js'
 
 const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d)
 const SOURCE_STEPS = env('SOURCE_STEPS', 400)
@@ -41,7 +42,7 @@ const chars = [...new Set(text)].sort()
 const ids = Int32Array.from(text, (c) => chars.indexOf(c))
 const split = Math.floor(ids.length * 0.9)
 
-function stream(from: number, to: number, seed: number): BatchStream {
+function stream(from: number, to: number, seed: number): BatchSource {
   const rng = new SeededRandom(seed)
   return {
     batchSize: BATCH,
@@ -87,16 +88,13 @@ async function sourceModel(): Promise<Model> {
   for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
   tf.dispose(Object.values(init.params))
   const t0 = performance.now()
-  const r = await adamFit(
-    {
-      trainables: vars,
-      loss: (b) => computeLoss({ spec: sourceSpec, params: vars as Params }, b).loss,
-      steps: SOURCE_STEPS,
-      learningRate: 3e-3,
-      flopsPerStep: 0,
-    },
-    stream(0, split, 1),
-  )
+  const r = await createFit(stream(0, split, 1))({
+    trainables: vars,
+    loss: (b) => computeLoss({ spec: sourceSpec, params: vars as Params }, b).loss,
+    steps: SOURCE_STEPS,
+    learningRate: 3e-3,
+    flopsPerStep: 0,
+  })
   console.log(
     `source: ${SOURCE_STEPS} steps in ${((performance.now() - t0) / 1000).toFixed(0)} s, train loss ${r.losses.at(-1)?.toFixed(3)}`,
   )
@@ -133,18 +131,21 @@ async function main() {
     tf.dispose(Object.values(model.params))
   }
   await fixed('stacking + blockwise copies (no fitting)', { widthInit: 'duplicate', initNoise: 0 })
-  await fixed('stacking + [I; 0] (Mango init, no fitting)', { initNoise: 0 })
+  await fixed('stacking + [I; 0] (no fitting)', { widthInit: 'identity', initNoise: 0 })
+  await fixed('function-preserving start (no fitting)', {})
   const trainStep = trainingFlops(targetSpec, 1, BATCH, SEQ)
-  for (const rank of [1, 2, 4, 8]) {
+  const ranks: RingRanks[] = [1, 2, [2, 2, 2, 1], 4, 8]
+  for (const rank of ranks) {
     const op = createMango(
       sourceSpec,
       targetSpec,
+      null,
       { rank, widthInit: 'identity', depthInit: 'stack', initNoise: 0 },
       1,
     )
-    const perStep = 3 * op.materialiseFlops + trainStep
+    const perStep = op.materialiseFlops + op.gradientFlops + trainStep
     console.log(
-      `rank ${rank}: ${op.parameterCount} operator params, materialise ${(op.materialiseFlops / 1e9).toFixed(2)} G, ` +
+      `rank ${JSON.stringify(rank)}: ${op.parameterCount} operator params, materialise ${(op.materialiseFlops / 1e9).toFixed(2)} G, ` +
         `fitting step ${(perStep / 1e9).toFixed(2)} G = ${(perStep / trainStep).toFixed(2)}x a target training step`,
     )
     op.dispose()

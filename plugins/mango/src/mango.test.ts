@@ -4,23 +4,22 @@ import {
   forward,
   initModel,
   type Model,
-  type Params,
   paramTable,
   parseSpec,
   SeededRandom,
   type TransformerSpec,
   validateParams,
 } from '@sprout/core'
+import {
+  type BatchSource,
+  disposeBatch,
+  markovBatches,
+  pretrainedModel,
+  fitContext as testContext,
+} from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import mango, { createMango, type MangoOptions, mangoOptions } from './index.js'
-import {
-  adamFit,
-  type BatchStream,
-  disposeBatch,
-  markovBatches,
-  testContext,
-} from './testing/fit.testutil.js'
 
 const base = {
   family: 'decoder',
@@ -117,7 +116,7 @@ describe('mango initialisation reproduces the fixed methods', () => {
       source,
       big,
       testContext(1),
-      opts({ steps: 0, rank: 2, initNoise: 0, depthInit: 'interpolate' }),
+      opts({ steps: 0, rank: 2, initNoise: 0, widthInit: 'identity', depthInit: 'interpolate' }),
     )
     expectMatches(
       model,
@@ -160,7 +159,13 @@ describe('mango initialisation reproduces the fixed methods', () => {
 describe('mango operator parameters', () => {
   it('reports the tensor-ring parameter count for each rank', () => {
     for (const rank of [1, 2, 4]) {
-      const op = createMango(small, big, { rank, widthInit: 'identity', depthInit: 'stack', initNoise: 0 }, 1)
+      const op = createMango(
+        small,
+        big,
+        null,
+        { rank, widthInit: 'identity', depthInit: 'stack', initNoise: 0 },
+        1,
+      )
       // blocks: q, k, v, o 1 each + fc1, fc2 2 each = 8 in both; residual 4 -> 8; layers 2 -> 4
       expect(op.dims).toEqual({ B1: 8, B2: 8, I1: 4, I2: 8, O1: 4, O2: 8, L1: 2, L2: 4 })
       expect(op.parameterCount).toBe(rank * rank * (64 + 32 + 32 + 8))
@@ -172,6 +177,7 @@ describe('mango operator parameters', () => {
     const op = createMango(
       small,
       big,
+      null,
       { rank: 2, widthInit: 'identity', depthInit: 'stack', initNoise: 0.3 },
       3,
     )
@@ -216,27 +222,8 @@ describe('mango operator parameters', () => {
   })
 })
 
-async function pretrained(spec: TransformerSpec): Promise<Model> {
-  const model = initModel(spec, 11)
-  const vars: Record<string, tf.Variable> = {}
-  for (const [k, t] of Object.entries(model.params)) vars[k] = tf.variable(t)
-  dispose(model)
-  await adamFit(
-    {
-      trainables: vars,
-      loss: (b: Batch) => computeLoss({ spec, params: vars as Params }, b).loss,
-      steps: 60,
-      learningRate: 1e-2,
-      flopsPerStep: 0,
-    },
-    markovBatches(spec, 8, 8, 99),
-  )
-  const params: Params = {}
-  for (const [k, v] of Object.entries(vars)) {
-    params[k] = tf.clone(v)
-    v.dispose()
-  }
-  return { spec, params }
+function pretrained(spec: TransformerSpec): Promise<Model> {
+  return pretrainedModel(spec, markovBatches(spec, 8, 8, 99), 60, 1e-2)
 }
 
 function heldOutLoss(model: Model, batches: Batch[]): number {
@@ -305,7 +292,7 @@ describe('mango across families and architectures', () => {
       const t = parseSpec({ ...arch, dModel: 8, nLayers: 2, nHeads: 4, dFF: 16 })
       const src = initModel(s, 2)
       const before = tf.memory().numTensors
-      let stream: BatchStream
+      let stream: BatchSource
       if (s.family === 'vit') {
         const rng = new SeededRandom(3)
         stream = {

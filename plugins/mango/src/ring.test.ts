@@ -1,7 +1,7 @@
 import { SeededRandom } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
-import { contractRing, ringFlops, ringParameters, traceCore } from './ring.js'
+import { contractRing, ringFlops, ringParameters } from './ring.js'
 
 const rng = new SeededRandom(3)
 const rand = (shape: number[]) => tf.tensor(rng.normals(shape.reduce((a, b) => a * b, 1)), shape)
@@ -145,14 +145,6 @@ describe('tensor-ring contraction', () => {
     tf.dispose([m1, got, ...mats, ...Object.values(cores)])
   })
 
-  it('bond trace sums the diagonal bond slices', () => {
-    const core = tf.tensor4d([1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 2, 2]) // [r, x1, x2, s]
-    // [r=0,x2=0,s=0]=1, [0,0,0,1]=2, [0,0,1,0]=3, [0,0,1,1]=4, [1,0,0,0]=5, [1,0,0,1]=6, [1,0,1,0]=7, [1,0,1,1]=8
-    const t = traceCore(core)
-    expect(Array.from(t.dataSync())).toEqual([1 + 6, 3 + 8])
-    tf.dispose([core, t])
-  })
-
   it('counts parameters and FLOPs by hand', () => {
     const d = { B1: 12, B2: 12, I1: 128, I2: 256, O1: 128, O2: 256, L1: 2, L2: 4 }
     expect(ringParameters(d, 1)).toBe(144 + 2 * 32768 + 8)
@@ -163,7 +155,10 @@ describe('tensor-ring contraction', () => {
       2 * 12 * 2 * 256 * 128 * 256 +
       2 * 2 * 4 * 12 * 12 +
       2 * 256 * 256 * 24 * 48
-    expect(ringFlops(d, 1)).toBe(r1)
+    expect(ringFlops(d, 1).forward).toBe(r1)
+    // backward: the first product has a constant operand (the source tensor): one gradient; the rest two
+    const first = 2 * 12 * 128 * 2 * 128 * 256
+    expect(ringFlops(d, 1).gradient).toBe(first + 2 * (r1 - first))
     // bond ranks [a, b, c, d] = [4, 4, 1, 4]: the I–O bond at rank 1 removes a factor 4 from the dominant term
     expect(ringParameters(d, [4, 4, 1, 4])).toBe(4 * 144 * 4 + 4 * 32768 * 1 + 1 * 32768 * 4 + 4 * 8 * 4)
     const mixed =
@@ -171,6 +166,6 @@ describe('tensor-ring contraction', () => {
       2 * 12 * 2 * 4 * 256 * 128 * 1 * 256 * 4 +
       2 * 4 * 2 * 4 * 4 * 12 * 12 * 4 +
       2 * 256 * 256 * 12 * 2 * 4 * 4 * 12 * 4
-    expect(ringFlops(d, [4, 4, 1, 4])).toBe(mixed)
+    expect(ringFlops(d, [4, 4, 1, 4]).forward).toBe(mixed)
   })
 })

@@ -71,35 +71,22 @@ export function bondRanks(r: RingRanks): [number, number, number, number] {
 }
 
 /** Multiply-add FLOPs (2 per multiply-add) of contractRing for these sizes and ranks. */
-export function ringFlops(d: RingDims, ranks: RingRanks): number {
+export function ringFlops(d: RingDims, ranks: RingRanks): { forward: number; gradient: number } {
   const [Ra, Rb, Rc, Rd] = bondRanks(ranks)
   const step1 = 2 * d.B1 * d.O1 * d.L1 * d.I1 * Rb * d.I2 * Rc
   const step2 = 2 * d.B1 * d.L1 * Rb * d.I2 * d.O1 * Rc * d.O2 * Rd
   const step3a = 2 * Rd * d.L1 * d.L2 * Ra * d.B1 * d.B2 * Rb
   const step3b = 2 * d.I2 * d.O2 * d.B1 * d.L1 * Rb * Rd * d.B2 * d.L2
-  return step1 + step2 + step3a + step3b
+  // Backward to the cores: step 1 multiplies the constant source tensor (one gradient, to S_I),
+  // every later product has two operands that depend on the cores (two gradients each).
+  return {
+    forward: step1 + step2 + step3a + step3b,
+    gradient: step1 + 2 * (step2 + step3a + step3b),
+  }
 }
 
 /** Trainable scalars of the four cores. */
 export function ringParameters(d: RingDims, ranks: RingRanks): number {
   const [Ra, Rb, Rc, Rd] = bondRanks(ranks)
   return Ra * d.B1 * d.B2 * Rb + Rb * d.I1 * d.I2 * Rc + Rc * d.O1 * d.O2 * Rd + Rd * d.L1 * d.L2 * Ra
-}
-
-/**
- * The bond trace Σ_r S[r, :, :, r] of a core (r up to the smaller of its two bond ranks): an
- * x1×x2 matrix, the exact Kronecker factor at rank 1.
- */
-export function traceCore(core: tf.Tensor): tf.Tensor2D {
-  const [R, X1, X2, S] = core.shape as number[]
-  // diagonal bond entries: flatten the (r, s) pair and pick r·S + r
-  const flat = tf.transpose(core, [0, 3, 1, 2]).reshape([R * S, X1 * X2])
-  const diag = tf.gather(
-    flat,
-    tf.tensor1d(
-      Array.from({ length: Math.min(R, S) }, (_, r) => r * S + r),
-      'int32',
-    ),
-  )
-  return tf.sum(diag, 0).reshape([X1, X2]) as tf.Tensor2D
 }

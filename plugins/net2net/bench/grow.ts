@@ -5,6 +5,7 @@
  *   npx tsx plugins/net2net/bench/grow.ts
  */
 import {
+  backendFromModule,
   describeBackend,
   disposeModel,
   initModel,
@@ -20,7 +21,13 @@ import net2net from '../src/index.js'
 
 const ctx = quietGrowthContext
 
-console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu')))
+console.log(
+  describeBackend(
+    await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu', {
+      candidates: [backendFromModule('native', '@sprout/backend-native')],
+    }),
+  ),
+)
 
 const base = { family: 'decoder', vocabSize: 512, maxSeqLen: 64 }
 const small = parseSpec({ ...base, nLayers: 6, dModel: 256, nHeads: 8, dFF: 1024 })

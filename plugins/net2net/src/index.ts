@@ -1,17 +1,22 @@
 import {
   ARCHITECTURE_FIELDS,
+  type AxisMoments,
+  type AxisRole,
   assertMoELayerCopies,
   attnWidth,
   defineOperator,
   GrowthError,
   type GrowthResult,
+  type MomentMap,
   type ParamInfo,
   type Params,
   paramTable,
+  replicaFactors as replicaGradientFactors,
   type SeededRandom,
   specDifference,
   type TransformerSpec,
   validateParams,
+  widenedMomentRule,
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -196,6 +201,47 @@ function tiedHeadInput(spec: TransformerSpec): string | null {
   return spec.normPlacement === 'pre' ? 'norm' : `layers.${spec.nLayers - 1}.norm2`
 }
 
+/**
+ * How Adam's moments follow a Net2Net growth. FPI: the stream's k copies each receive 1/k of the
+ * source's stream gradient, a unit copied n times (its reading weights divided by n) 1/n of the
+ * source unit's gradient, and a weight's inputs are exact copies; so each grown weight's gradient
+ * is its source's times the factor of its output side (the norm before a tied head, read
+ * undivided, keeps factor 1). Exact with symmetryNoise 0. AKI's new units (copied from the layer
+ * above, not function preserving) start at zero moments. New identity layers start at zero
+ * (zero output projections make every other gradient in them zero); stacked new layers copy the
+ * moments of the layer they copy, as stacking does.
+ */
+export function net2netMomentMap(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: Net2NetOptions,
+  units: { residual: Int32Array; attn: Int32Array; ffn: Int32Array },
+): MomentMap {
+  const L1 = source.nLayers
+  const axis = (idx: Int32Array, n1: number, aki: boolean): AxisMoments => ({
+    index: aki ? idx.map((s, j) => (j >= n1 ? -1 : s)) : idx,
+    outputScale: replicaGradientFactors(idx),
+  })
+  const axes = (aki: boolean): Partial<Record<AxisRole, AxisMoments>> => ({
+    residual: axis(units.residual, source.dModel, false),
+    attn: axis(units.attn, attnWidth(source), aki),
+    ffn: axis(units.ffn, source.dFF, aki),
+  })
+  const tied = tiedHeadInput(target)
+  const map: MomentMap = {}
+  for (const info of paramTable(target)) {
+    const l = layerOf(info.name)
+    if (l !== null && l >= L1 && options.depth === 'identity') {
+      map[info.name] = {}
+      continue
+    }
+    const from = l === null ? info.name : info.name.replace(/^layers\.\d+\./, `layers.${l % L1}.`)
+    const full = tied !== null && (info.name === `${tied}.weight` || info.name === `${tied}.bias`)
+    map[info.name] = widenedMomentRule(info, from, axes(options.init === 'aki' && l !== null), full)
+  }
+  return map
+}
+
 function layerOf(name: string): number | null {
   const m = /^layers\.(\d+)\./.exec(name)
   return m ? Number(m[1]) : null
@@ -203,8 +249,27 @@ function layerOf(name: string): number | null {
 
 const net2net = defineOperator({
   name: 'net2net',
+  meta: {
+    displayName: 'Net2Net / bert2BERT',
+    papers: [
+      {
+        title: 'Net2Net: Accelerating Learning via Knowledge Transfer',
+        authors: 'Chen et al.',
+        venue: 'ICLR',
+        year: 2016,
+        url: 'https://arxiv.org/abs/1511.05641',
+      },
+      {
+        title: 'bert2BERT: Towards Reusable Pretrained Language Models',
+        authors: 'Chen et al.',
+        venue: 'ACL',
+        year: 2022,
+        url: 'https://arxiv.org/abs/2110.07143',
+      },
+    ],
+  },
   description:
-    'Net2Net / bert2BERT: width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
+    'Width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
   options: net2netOptions as unknown as z.ZodType<Net2NetOptions>,
   capabilities: {
     width: true,
@@ -283,6 +348,7 @@ const net2net = defineOperator({
     const preserving = options.init === 'fpi' && (options.depth === 'identity' || target.nLayers === L1)
     return {
       model: { spec: structuredClone(target), params },
+      moments: net2netMomentMap(s, target, options, { residual, attn: attnIdx, ffn }),
       report: {
         method: 'net2net',
         growthFlops: 0,

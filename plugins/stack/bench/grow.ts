@@ -6,6 +6,7 @@
  */
 import {
   applyMask,
+  backendFromModule,
   describeBackend,
   disposeModel,
   initModel,
@@ -25,7 +26,13 @@ const cases = [
   { name: '6-layer d=256 -> 12-layer (masked)', from: 6, to: 12, options: { mode: 'masked' } },
 ]
 
-console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu')))
+console.log(
+  describeBackend(
+    await selectBackend(process.env.SPROUT_BACKEND ?? 'cpu', {
+      candidates: [backendFromModule('native', '@sprout/backend-native')],
+    }),
+  ),
+)
 for (const c of cases) {
   const source = initModel(parseSpec({ ...base, nLayers: c.from }), 1)
   const target = parseSpec({ ...base, nLayers: c.to })

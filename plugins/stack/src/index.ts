@@ -5,7 +5,9 @@ import {
   GrowthError,
   type GrowthMask,
   type GrowthResult,
+  type MomentMap,
   type Params,
+  paramTable,
   specDifference,
   type TransformerSpec,
   validateParams,
@@ -26,6 +28,21 @@ export const stackOptions = z.strictObject({
   maskedOrder: z.enum(['stack', 'interleave']).default('stack'),
   /** masked mode: training steps over which the mask ramps from 0 to 1. */
   maskRampSteps: z.number().int().positive().default(200),
+  /**
+   * Depth up-scaling (SOLAR; mergekit passthrough slices): the target's layers as a comma list of
+   * inclusive source ranges and single indices, e.g. "0-23,8-31" (32 → 48 layers). Replaces `mode`.
+   */
+  layers: z
+    .union([
+      z
+        .string()
+        .regex(
+          /^\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*$/,
+          'must be a comma list of inclusive source layer ranges and indices, e.g. 0-23,8-31',
+        ),
+      z.number().int().nonnegative(),
+    ])
+    .optional(),
 })
 export type StackOptions = z.infer<typeof stackOptions>
 
@@ -56,6 +73,79 @@ export function newLayers(
   )
 }
 
+/** One inclusive range of source layers, as written in option `layers`. */
+export interface LayerSlice {
+  from: number
+  to: number
+}
+
+/**
+ * Parses option `layers` ("0-23,8-31", "0-3,5", or a single index) into inclusive ranges and
+ * checks each against the source's layer count; errors name the bad range and the fix.
+ */
+export function parseLayerSlices(layers: string | number, sourceLayers: number): LayerSlice[] {
+  const items = String(layers).split(',')
+  return items.map((raw) => {
+    const item = raw.trim()
+    const m = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(item)
+    if (!m)
+      throw new GrowthError(
+        `stack: option layers item "${item}" is not a range like 0-23 or an index like 5`,
+        'GROWTH_OPTIONS',
+      )
+    const from = Number(m[1])
+    const to = m[2] === undefined ? from : Number(m[2])
+    if (to < from)
+      throw new GrowthError(
+        `stack: option layers range "${item}" is descending (empty); write it as ${to}-${from}`,
+        'GROWTH_OPTIONS',
+      )
+    if (to >= sourceLayers)
+      throw new GrowthError(
+        `stack: option layers range "${item}" is outside the source, whose layers are 0-${sourceLayers - 1}`,
+        'GROWTH_OPTIONS',
+      )
+    return { from, to }
+  })
+}
+
+/** The source layer each target layer copies under depth up-scaling: the slices concatenated. */
+export function sliceOrder(slices: LayerSlice[]): number[] {
+  return slices.flatMap(({ from, to }) => Array.from({ length: to - from + 1 }, (_, i) => from + i))
+}
+
+/** Depth up-scaling's check: slices within the source and exactly the target's layer count. */
+function checkSlices(source: TransformerSpec, target: TransformerSpec, options: StackOptions): number[] {
+  if (options.mode !== 'stack' || options.factor !== undefined)
+    throw new GrowthError(
+      `stack: option layers (depth up-scaling) sets the layer order itself; drop ${options.mode !== 'stack' ? `option mode=${options.mode}` : `option factor=${options.factor}`}`,
+      'GROWTH_OPTIONS',
+    )
+  const order = sliceOrder(parseLayerSlices(options.layers!, source.nLayers))
+  if (order.length !== target.nLayers)
+    throw new GrowthError(
+      `stack: option layers=${options.layers} lists ${order.length} layers but the target has nLayers ${target.nLayers}; set the target's nLayers to ${order.length} or change the ranges`,
+      'GROWTH_OPTIONS',
+    )
+  if (target.nLayers < source.nLayers)
+    throw new GrowthError(
+      `stack: target nLayers ${target.nLayers} is smaller than the source's ${source.nLayers}; growth never shrinks`,
+    )
+  assertMoELayerCopies('stack', source, target, (i) => order[i])
+  return order
+}
+
+/** The source layer each target layer copies, for any options (depth up-scaling included). */
+export function targetLayerOrder(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: StackOptions,
+): number[] {
+  return options.layers !== undefined
+    ? sliceOrder(parseLayerSlices(options.layers, source.nLayers))
+    : layerOrder(source.nLayers, target.nLayers, options.mode, options.maskedOrder)
+}
+
 /** The growth factor a mode requires, or undefined when any whole factor is accepted. */
 export function requiredFactor(options: Pick<StackOptions, 'mode' | 'factor'>): number | undefined {
   if (options.mode === 'stackbert') return 2
@@ -73,9 +163,6 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
   return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
 }
 
-/** Alias of {@link gstackGrowthTokens} under the name the issue uses. */
-export const gstackGrowthTiming = gstackGrowthTokens
-
 /** Stacking changes nLayers only. */
 const SHAPE_FIELDS = [
   ...ARCHITECTURE_FIELDS,
@@ -92,6 +179,10 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
     throw new GrowthError(
       `stack grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN first with lemon or net2net (function preserving) or ligo, then stack`,
     )
+  if (options.layers !== undefined) {
+    checkSlices(source, target, options)
+    return
+  }
   const L1 = source.nLayers
   const L2 = target.nLayers
   if (L2 <= L1 || L2 % L1 !== 0)
@@ -119,6 +210,33 @@ export function checkStack(source: TransformerSpec, target: TransformerSpec, opt
   assertMoELayerCopies('stack', source, target, (i) => order[i])
 }
 
+/**
+ * How Adam's moments follow stacking: target layer i copies the moments of the source layer it
+ * copies (order[i]); embeddings, final norm and head keep theirs. A copied layer's gradient equals
+ * its source layer's exactly when the source's residual branches are zero (then every layer sees
+ * the same stream and the same stream gradient) and approximately otherwise; copying is the
+ * Staged-Training choice for depth growth. Masked mode: the new layers start with zero moments —
+ * at mask 0 their outputs are multiplied by 0, so every gradient in them is exactly zero, while
+ * the first copy of each layer computes the source exactly (same gradients, copied moments).
+ */
+export function stackMomentMap(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: StackOptions,
+): MomentMap {
+  const order = layerOrder(source.nLayers, target.nLayers, options.mode, options.maskedOrder)
+  const masked = new Set(
+    options.mode === 'masked' ? newLayers(source.nLayers, target.nLayers, options.maskedOrder) : [],
+  )
+  const map: MomentMap = {}
+  for (const { name, layer } of paramTable(target)) {
+    if (layer === null) map[name] = { from: name }
+    else if (masked.has(layer)) map[name] = {}
+    else map[name] = { from: name.replace(/^layers\.\d+\./, `layers.${order[layer]}.`) }
+  }
+  return map
+}
+
 /** Residual-branch output projections of a layer: zero output ⇒ the pre-norm layer is an identity. */
 function outputProjections(params: Params, layer: number): string[] {
   const p = `layers.${layer}.`
@@ -129,8 +247,41 @@ function outputProjections(params: Params, layer: number): string[] {
 
 const stack = defineOperator({
   name: 'stack',
+  meta: {
+    displayName: 'Stacking (StackBERT, G_stack, MSG)',
+    papers: [
+      {
+        title: 'Efficient Training of BERT by Progressively Stacking',
+        authors: 'Gong et al.',
+        venue: 'ICML',
+        year: 2019,
+        url: 'https://proceedings.mlr.press/v97/gong19a.html',
+      },
+      {
+        title: 'Stacking Your Transformers: A Closer Look at Model Growth for Efficient LLM Pre-Training',
+        authors: 'Du et al.',
+        venue: 'NeurIPS',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2405.15319',
+      },
+      {
+        title: 'Masked Structural Growth for 2x Faster Language Model Pre-training',
+        authors: 'Yao et al.',
+        venue: 'ICLR',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2305.02869',
+      },
+      {
+        title: 'bert2BERT: Towards Reusable Pretrained Language Models',
+        authors: 'Chen et al.',
+        venue: 'ACL',
+        year: 2022,
+        url: 'https://arxiv.org/abs/2110.07143',
+      },
+    ],
+  },
   description:
-    'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…) or MSG-style masked',
+    'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…), MSG-style masked (function preserving at mask 0), or SOLAR depth up-scaling with layers=0-23,8-31 (not function preserving)',
   options: stackOptions as unknown as z.ZodType<StackOptions>,
   capabilities: {
     width: false,
@@ -143,11 +294,12 @@ const stack = defineOperator({
     functionPreserving: false,
   },
   check: checkStack,
+  growthTokens: ({ targetParams, computeFlops }) => gstackGrowthTokens(targetParams, computeFlops),
   async grow(source, target, ctx, options): Promise<GrowthResult> {
     const start = performance.now()
     checkStack(source.spec, target, options)
     validateParams(source.spec, source.params)
-    const order = layerOrder(source.spec.nLayers, target.nLayers, options.mode, options.maskedOrder)
+    const order = targetLayerOrder(source.spec, target, options)
     const params: Params = {}
     for (const [name, t] of Object.entries(source.params)) {
       const m = /^layers\.(\d+)\.(.*)$/.exec(name)
@@ -171,6 +323,7 @@ const stack = defineOperator({
     const copiedBytes = Object.values(params).reduce((s, t) => s + t.size, 0)
     return {
       model: { spec: structuredClone(target), params },
+      moments: stackMomentMap(source.spec, target, options),
       mask,
       report: {
         method: 'stack',
@@ -180,7 +333,8 @@ const stack = defineOperator({
         functionPreserving: options.mode === 'masked',
         maxAbsLogitDiff: null,
         details: {
-          mode: options.mode,
+          mode: options.layers !== undefined ? 'depth-up-scaling' : options.mode,
+          ...(options.layers !== undefined ? { layers: String(options.layers) } : {}),
           factor: target.nLayers / source.spec.nLayers,
           layerOrder: order,
           copiedValues: copiedBytes,
@@ -201,9 +355,11 @@ const stack = defineOperator({
         freshOptimizer: true,
         ...(mask ? { maskRampSteps: mask.rampSteps } : {}),
         note:
-          options.mode === 'masked'
-            ? `stack (masked): fresh optimizer; the ${mask!.params.length} output projections of the new layers ramp in over ${mask!.rampSteps} steps`
-            : 'stack: fresh optimizer, the schedule of training from scratch',
+          options.layers !== undefined
+            ? `depth up-scaling (layers=${options.layers}): not function preserving, continue pretraining with a fresh optimizer (SOLAR)`
+            : options.mode === 'masked'
+              ? `stack (masked): fresh optimizer; the ${mask!.params.length} output projections of the new layers ramp in over ${mask!.rampSteps} steps`
+              : 'stack: fresh optimizer, the schedule of training from scratch',
       },
     }
   },

@@ -13,7 +13,6 @@ import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import stack, {
   checkStack,
-  gstackGrowthTiming,
   gstackGrowthTokens,
   layerOrder,
   newLayers,
@@ -68,14 +67,14 @@ describe('layer order', () => {
     expect(newLayers(2, 6, 'interleave')).toEqual([1, 2, 4, 5])
   })
 
-  it("G_stack's growth timing follows log10 d = 0.88 log10 N + 163.27 / log10 C − 5.74", () => {
+  it("G_stack's growth timing: d tokens from log10 d = 0.88 log10 N + 163.27 / log10 C − 5.74", () => {
     const N = 7e9
     const C = 1.26e22
-    const d = gstackGrowthTokens(N, C)
-    expect(Math.log10(d)).toBeCloseTo(0.88 * Math.log10(N) + 163.27 / Math.log10(C) - 5.74, 10)
-    expect(d).toBeGreaterThan(1e10) // tens of billions of tokens for a 7B model
-    expect(d).toBeLessThan(5e10)
-    expect(gstackGrowthTiming(N, C)).toBe(d)
+    // 10^10.3113452136311 = 20480719690.18 tokens, computed with 40-digit decimals (Python's decimal).
+    expect(gstackGrowthTokens(N, C) / 20480719690.18).toBeCloseTo(1, 10)
+    // More parameters need more base training; more compute moves growth earlier.
+    expect(gstackGrowthTokens(2 * N, C)).toBeGreaterThan(gstackGrowthTokens(N, C))
+    expect(gstackGrowthTokens(N, 10 * C)).toBeLessThan(gstackGrowthTokens(N, C))
     expect(() => gstackGrowthTokens(0, C)).toThrow(/targetParams must be > 0/)
   })
 

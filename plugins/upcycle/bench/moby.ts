@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  cloneModel,
   exampleFlops,
   formatFlops,
   initModel,
@@ -111,15 +112,9 @@ tf.dispose(Object.values(pre.result.model.params))
 // 2a. Dense continuation.
 const denseStep = exampleFlops(spec, SEQ).total * BATCH
 const budget = denseStep * CONTINUE
-const cont = await run(
-  'dense continuation',
-  { spec, params: Object.fromEntries(Object.entries(dense.params).map(([k, v]) => [k, tf.clone(v)])) },
-  CONTINUE,
-  2,
-  {
-    optimizerState: moments,
-  },
-)
+const cont = await run('dense continuation', cloneModel(dense), CONTINUE, 2, {
+  optimizerState: moments,
+})
 
 // 2b. Upcycled continuation at the same FLOPs.
 const ctx = quietGrowthContext(3)

@@ -1,6 +1,7 @@
 import {
   countParams,
   defineOperator,
+  expertDFF,
   forward,
   GrowthError,
   type GrowthResult,
@@ -11,12 +12,15 @@ import {
   paramTable,
   randomInputs,
   type ScheduleRecommendation,
+  type SeededRandom,
   specDifference,
   type TransformerSpec,
   validateParams,
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
+import { dropUnits, expertParam, groupedRouter } from './experts.js'
+import { upcycleMomentMap } from './optimizer-state.js'
 
 const layerList = z.array(z.number().int().min(0))
 
@@ -42,6 +46,19 @@ export const upcycleOptions = z.strictObject({
   zLossWeight: z.number().min(0).optional(),
   /** Std of the normal noise added to each expert's weight matrices (not biases); 0 keeps the copies exact. */
   noiseStd: z.number().min(0).default(0),
+  /**
+   * Drop-Upcycling (Nakamura et al., 2025): fraction r of each expert's intermediate units
+   * re-initialised from N(mean, std) of the dense matrix, a different subset per expert; the
+   * paper recommends 0.5 (`drop=true` means 0.5). Absent: plain upcycling. r > 0 is not lossless.
+   */
+  drop: z.preprocess((v) => (v === true ? 0.5 : v), z.number().min(0).max(1)).optional(),
+  /**
+   * Granular ("virtual group") upcycling (He et al., 2024): each expert holds 1/g of the dense
+   * MLP's intermediate units (moe.expertDFF = dFF / g); groups of g consecutive experts share a
+   * router column, fc2 is scaled by g. experts and topK (the fine-grained counts) must be
+   * multiples of g. Absent: taken from the target's moe.expertDFF, else 1 (whole copies).
+   */
+  granularity: z.number().int().min(1).optional(),
   /** Std of the new router's normal init. */
   routerStd: z.number().min(0).default(0.02),
   /** Measure max |Δlogits| after upcycling: 'auto' does so for targets up to verifyMaxParams parameters. */
@@ -115,7 +132,47 @@ export function resolveMoE(
         `option layers ${JSON.stringify(moe.layers)} contradicts the target spec's moe.layers ${JSON.stringify(given.layers)}; drop the option or change the target spec`,
       )
   } else moe.layers = given ? [...given.layers] : upcycledLayers(source.nLayers)
+  const g = resolveGranularity(source, target, options, moe)
+  if (g > 1) moe.expertDFF = source.dFF / g
   return moe
+}
+
+/**
+ * The granularity g: the option, else dFF / the target's moe.expertDFF, else 1. Refuses what
+ * granular upcycling cannot keep lossless: g not dividing dFF, experts or topK.
+ */
+export function resolveGranularity(
+  source: TransformerSpec,
+  target: TransformerSpec,
+  options: UpcycleOptions,
+  moe: MoESpec,
+): number {
+  const F = source.dFF
+  const width = target.moe?.expertDFF
+  if (width !== undefined && F % width !== 0)
+    refuse(
+      `the target's moe.expertDFF ${width} does not divide the intermediate size dFF ${F}; granular upcycling cuts the dense MLP into equal shards: use a divisor of ${F}`,
+    )
+  const implied = width === undefined ? undefined : F / width
+  const g = options.granularity ?? implied ?? 1
+  if (implied !== undefined && g !== implied)
+    refuse(
+      `option granularity=${g} contradicts the target spec's moe.expertDFF=${width} (granularity ${implied}); drop one or set moe.expertDFF to ${F / g}`,
+    )
+  if (g === 1) return 1
+  if (F % g !== 0)
+    refuse(
+      `option granularity: ${g} does not divide the intermediate size dFF ${F}; choose a divisor of ${F} (e.g. ${[2, 4, 8].filter((d) => F % d === 0).join(', ') || 1})`,
+    )
+  if (moe.experts % g !== 0)
+    refuse(
+      `option granularity: ${moe.experts} experts are not a multiple of granularity ${g} (groups of ${g} experts hold the ${g} shards and share a router column); set experts to a multiple of ${g}, e.g. ${g * Math.max(1, Math.round(moe.experts / g))}`,
+    )
+  if (moe.topK % g !== 0)
+    refuse(
+      `option granularity: topK ${moe.topK} is not a multiple of granularity ${g}, so a token would not get every shard of its router groups and the MLP would not be kept; set topK to a multiple of ${g}, e.g. ${g * Math.max(1, Math.round(moe.topK / g))}`,
+    )
+  return g
 }
 
 const SAME = [
@@ -178,40 +235,53 @@ export function upcycleSchedule(): ScheduleRecommendation {
   }
 }
 
-/** Builds the upcycled parameters: dense tensors copied, expert e of layer l = layer l's MLP (+ noise), new routers. */
-function upcycleParams(
-  source: Model,
-  spec: TransformerSpec,
-  options: UpcycleOptions,
-  random: { normals(n: number, std?: number): Float32Array },
-) {
+/**
+ * Builds the upcycled parameters from the role table: dense tensors copied; expert e of layer l
+ * cut from layer l's MLP (shard e mod g, Drop-Upcycling's re-initialised units, noise); new
+ * routers whose groups of g experts share a column.
+ */
+function upcycleParams(source: Model, spec: TransformerSpec, options: UpcycleOptions, random: SeededRandom) {
+  const g = source.spec.dFF / expertDFF(spec)
   const params: Params = {}
+  const dropped = new Map<string, number[]>()
   let written = 0
   try {
     for (const info of paramTable(spec)) {
       const size = info.shape.reduce((a, b) => a * b, 1)
-      const m = /^(layers\.\d+\.mlp)\.(?:experts\.\d+\.(.+)|router\.weight)$/.exec(info.name)
-      if (!m) {
+      if (info.module === 'mlp.router') {
+        written += size
+        const [D, E] = info.shape
+        params[info.name] = tf.tensor(groupedRouter(D, E, g, options.routerStd, random), info.shape)
+        continue
+      }
+      if (info.expert === undefined) {
         params[info.name] = tf.clone(source.params[info.name])
         continue
       }
       written += size
-      if (m[2] === undefined) {
-        params[info.name] = tf.tensor(random.normals(size, options.routerStd), info.shape)
-        continue
+      const e = info.expert
+      const key = `${info.layer}.${e}`
+      if (!dropped.has(key)) dropped.set(key, dropUnits(expertDFF(spec), options.drop ?? 0, random))
+      const module = info.module.slice('mlp.'.length)
+      const dense = source.params[`layers.${info.layer}.mlp.${module}.${info.kind}`]
+      let data = expertParam(
+        info,
+        dense.dataSync() as Float32Array,
+        { shard: e % g, granularity: g, dropped: dropped.get(key)! },
+        random,
+      )
+      if (options.noiseStd > 0 && info.kind === 'weight') {
+        const noise = random.normals(size, options.noiseStd)
+        data = data.map((v, i) => v + noise[i])
       }
-      const dense = source.params[`${m[1]}.${m[2]}`]
-      params[info.name] =
-        options.noiseStd > 0 && info.kind === 'weight'
-          ? tf.tidy(() => tf.add(dense, tf.tensor(random.normals(size, options.noiseStd), info.shape)))
-          : tf.clone(dense)
+      params[info.name] = tf.tensor(data, info.shape)
     }
     validateParams(spec, params)
   } catch (e) {
     tf.dispose(Object.values(params))
     throw e
   }
-  return { params, written }
+  return { params, written, dropped }
 }
 
 /** Max |Δlogits| at the target's evaluation capacity (tokens may be dropped there, unlike core's verify). */
@@ -232,8 +302,20 @@ function evalCapacityDiff(source: Model, model: Model, seed: number): { diff: nu
 
 const upcycle = defineOperator<UpcycleOptions>({
   name: M,
+  meta: {
+    displayName: 'Sparse upcycling',
+    papers: [
+      {
+        title: 'Sparse Upcycling: Training Mixture-of-Experts from Dense Checkpoints',
+        authors: 'Komatsuzaki et al.',
+        venue: 'ICLR',
+        year: 2023,
+        url: 'https://arxiv.org/abs/2212.05055',
+      },
+    ],
+  },
   description:
-    'Sparse upcycling (Komatsuzaki et al., 2022): chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
+    'Chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
   options: upcycleOptions as unknown as z.ZodType<UpcycleOptions>,
   capabilities: {
     width: false,
@@ -253,7 +335,8 @@ const upcycle = defineOperator<UpcycleOptions>({
     validateParams(source.spec, source.params)
     const spec: TransformerSpec = { ...structuredClone(source.spec), moe }
     ctx.progress({ stage: 'upcycle: experts', step: 0, total: 1 })
-    const { params, written } = upcycleParams(source, spec, options, ctx.random)
+    const { params, written, dropped } = upcycleParams(source, spec, options, ctx.random)
+    const lossless = options.noiseStd === 0 && !(options.drop! > 0)
     const model = { spec, params }
     ctx.flops.add(written, 'growth')
     const seconds = (performance.now() - start) / 1000
@@ -266,24 +349,28 @@ const upcycle = defineOperator<UpcycleOptions>({
       ctx.progress({ stage: 'upcycle: verify', step: 1, total: 1 })
       diff = maxAbsLogitDiff(source, model, { seed: ctx.seed })
       atEval = evalCapacityDiff(source, model, ctx.seed)
-      if (options.noiseStd === 0 && !(diff < options.tolerance)) {
+      if (lossless && !(diff < options.tolerance)) {
         tf.dispose(Object.values(params))
         throw new GrowthError(
-          `${M}: the upcycled model's logits differ from the source's by ${diff} without token dropping (tolerance ${options.tolerance}); identical experts with renormalised gates should be exact, please report this`,
+          `${M}: the upcycled model's logits differ from the source's by ${diff} without token dropping (tolerance ${options.tolerance}); identical experts (or whole router groups of shards) with renormalised gates should be exact, please report this`,
         )
       }
     }
     return {
       model,
+      moments: upcycleMomentMap(spec),
       report: {
         method: M,
         growthFlops: written,
         steps: 0,
         seconds,
-        functionPreserving: options.noiseStd === 0,
+        functionPreserving: lossless,
         maxAbsLogitDiff: diff,
         details: {
           moe,
+          granularity: source.spec.dFF / expertDFF(spec),
+          drop: options.drop ?? 0,
+          droppedUnitsPerExpert: dropped.values().next().value?.length ?? 0,
           expertNoiseStd: options.noiseStd,
           routerStd: options.routerStd,
           addedParams: countParams(spec) - countParams(source.spec),
@@ -296,5 +383,5 @@ const upcycle = defineOperator<UpcycleOptions>({
 })
 
 export default upcycle
-export { upcycleOptimizerState } from './optimizer-state.js'
+export { upcycleMomentMap, upcycleOptimizerState } from './optimizer-state.js'
 export { upcycle }

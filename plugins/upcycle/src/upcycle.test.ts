@@ -1,7 +1,6 @@
 import {
   forward,
   GrowthError,
-  initModel,
   loss,
   type Model,
   maxAbsLogitDiff,
@@ -22,36 +21,10 @@ import upcycleDefault, {
   upcycledLayers,
   upcycleOptimizerState,
 } from './index.js'
+import { dispose, source, spec } from './source.testutil.js'
 
 const ctx = quietGrowthContext
 const opts = (raw: Record<string, unknown> = {}): UpcycleOptions => parseOptions(upcycle, raw)
-const dispose = (m: Model) => tf.dispose(Object.values(m.params))
-
-function spec(family: 'decoder' | 'encoder' | 'vit', extra: Record<string, unknown> = {}): TransformerSpec {
-  const img = family === 'vit' ? { image: { size: 8, patch: 4, channels: 3, classes: 5 } } : {}
-  const text = family === 'vit' ? {} : { vocabSize: 23, maxSeqLen: 16 }
-  return parseSpec({ family, ...img, ...text, dModel: 12, nLayers: 4, nHeads: 3, dFF: 20, ...extra })
-}
-
-/** A source with non-trivial biases and norms and weights of order one, so logits are not tiny. */
-function source(s: TransformerSpec, seed = 3): Model {
-  const init = initModel(s, seed)
-  const params: Params = {}
-  for (const p of paramTable(s)) {
-    const t = init.params[p.name]
-    params[p.name] = tf.tidy(() =>
-      p.kind === 'weight' || p.kind === 'embedding'
-        ? tf.mul(t, 8)
-        : tf.add(
-            p.kind === 'scale' ? 1 : 0,
-            tf.randomNormal(p.shape, 0, 0.3, 'float32', seed + p.name.length),
-          ),
-    )
-    t.dispose()
-  }
-  return { spec: s, params }
-}
-
 async function grow(src: Model, target: TransformerSpec, raw: Record<string, unknown> = {}, seed = 5) {
   upcycle.check(src.spec, target, opts(raw))
   return upcycle.grow(src, target, ctx(seed), opts(raw))

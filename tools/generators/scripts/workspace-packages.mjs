@@ -1,10 +1,11 @@
-// The workspace's publishable packages: every non-private package.json under the root's workspace globs.
+// The workspace's packages: every package.json under the root's workspace globs (publishable: not private).
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 export const root = resolve(import.meta.dirname, '../../..')
 
-export function publishablePackages() {
+/** Every package.json under the root's workspace globs (private ones too). */
+export function workspacePackages() {
   const { workspaces } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
   return workspaces
     .flatMap((glob) => {
@@ -16,5 +17,8 @@ export function publishablePackages() {
         : []
     })
     .map((dir) => ({ dir, pkg: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) }))
-    .filter(({ pkg }) => !pkg.private)
+}
+
+export function publishablePackages() {
+  return workspacePackages().filter(({ pkg }) => !pkg.private)
 }

@@ -1,5 +1,7 @@
 import {
   applyMask,
+  type CommandIo,
+  checkOutputDir,
   disposeModel,
   FlopMeter,
   formatFlops,
@@ -11,12 +13,12 @@ import {
   type OperatorRegistry,
   parseOptionPairs,
   parseOptions,
+  readSpecFile,
   SeededRandom,
   saveCheckpoint,
   specSummary,
 } from '@sprout/core'
 import { dataContext } from '../data.js'
-import { checkOutputDir, type Io, readSpecFile } from '../io.js'
 import { resolveMethod } from '../methods.js'
 
 export interface GrowArgs {
@@ -43,7 +45,7 @@ function verifyDiff(source: Model, grown: Model, mask: GrowthMask | undefined): 
   }
 }
 
-export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io): Promise<void> {
+export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: CommandIo): Promise<void> {
   const op = await resolveMethod(args.method, registry)
   const target = readSpecFile(args.target)
   const options = parseOptions(op, parseOptionPairs(args.option ?? []))
@@ -85,6 +87,8 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Io
           source: args.from,
           schedule: result.schedule ?? null,
           mask: result.mask ?? null,
+          // Which parameters are new (for the trainer's "freeze": ["source"]); null: not recorded.
+          newParams: result.newParams ?? null,
         },
         state: result.optimizerState,
       })

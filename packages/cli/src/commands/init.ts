@@ -1,5 +1,13 @@
-import { countParams, disposeModel, initModel, saveCheckpoint, specSummary } from '@sprout/core'
-import { checkOutputDir, type Io, readSpecFile } from '../io.js'
+import {
+  type CommandIo,
+  checkOutputDir,
+  countParams,
+  disposeModel,
+  initModel,
+  readSpecFile,
+  saveCheckpoint,
+  specSummary,
+} from '@sprout/core'
 
 export interface InitArgs {
   spec: string
@@ -9,7 +17,7 @@ export interface InitArgs {
   json?: boolean
 }
 
-export async function runInit(args: InitArgs, io: Io): Promise<void> {
+export async function runInit(args: InitArgs, io: CommandIo): Promise<void> {
   const spec = readSpecFile(args.spec)
   checkOutputDir(args.out, args.force ?? false)
   const model = initModel(spec, args.seed)

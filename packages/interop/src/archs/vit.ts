@@ -1,4 +1,4 @@
-import { parseSpec, type TransformerSpec } from '@sprout/core'
+import { parseSpec, patchCount, type TransformerSpec } from '@sprout/core'
 import {
   type ArchConverter,
   commonExportProblem,
@@ -80,7 +80,7 @@ export const vit: ArchConverter = {
       tieEmbeddings: false,
       image: { size, patch, channels: C, classes },
     })
-    const N = (size / patch) ** 2
+    const N = patchCount(spec.image!)
     const p: HostTensors = new Map()
     const e = 'vit.embeddings'
     p.set(

@@ -78,6 +78,7 @@ describe('method generator', () => {
       'README.md',
       'src/index.ts',
       'src/conformance.test.ts',
+      'LICENSE',
     ])
       expect(existsSync(join(pluginDir, f)), f).toBe(true)
     const pkg = JSON.parse(readFileSync(join(pluginDir, 'package.json'), 'utf8'))
@@ -85,8 +86,11 @@ describe('method generator', () => {
       name: `@sprout/${name}`,
       sideEffects: false,
       peerDependencies: { '@sprout/core': '^0.1.0' },
-      devDependencies: { '@sprout/testkit': '*' },
+      devDependencies: { '@sprout/testkit': '^0.1.0' },
+      repository: { directory: `plugins/${name}` },
+      engines: { node: '>=20.19' },
     })
+    expect(pkg.files).toContain('LICENSE')
     expect(pkg.exports['.'].require.types).toBe('./dist/index.d.cts')
     expect(readFileSync(changeset, 'utf8')).toContain(`"@sprout/${name}": minor`)
     expect(readFileSync(join(pluginDir, 'src/index.ts'), 'utf8')).toContain(

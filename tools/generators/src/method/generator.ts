@@ -30,12 +30,21 @@ function templatesDir(): string {
   return found
 }
 
-/** The peer range plugins declare on @sprout/core: the workspace's current minor. */
-function coreRange(tree: Tree): string {
-  const manifest = tree.read('packages/core/package.json', 'utf-8')
+/** The range plugins declare on a workspace package: its current minor (changesets keeps it up). */
+function workspaceRange(tree: Tree, dir: string): string {
+  const manifest = tree.read(join(dir, 'package.json'), 'utf-8')
   const version = manifest ? (JSON.parse(manifest).version as string) : '0.1.0'
   const [major, minor] = version.split('.')
   return `^${major}.${minor}.0`
+}
+
+/** The repository every package points to, from the root package.json (one place to change it). */
+function repository(tree: Tree): { url: string; web: string } {
+  const root = JSON.parse(tree.read('package.json', 'utf-8') ?? '{}') as { repository?: { url?: string } }
+  const url = root.repository?.url
+  if (!url)
+    throw new Error('the root package.json has no repository.url; add it before scaffolding a package')
+  return { url, web: url.replace(/^git\+/, '').replace(/\.git$/, '') }
 }
 
 const singleQuoted = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`
@@ -56,6 +65,7 @@ export async function methodGenerator(tree: Tree, schema: MethodGeneratorSchema)
     throw new Error(`${root} already exists; choose another method name or remove the folder`)
   const description = schema.description?.trim() || `the ${name} growth method`
   const n = names(name)
+  const repo = repository(tree)
   generateFiles(tree, templatesDir(), root, {
     name,
     className: n.className,
@@ -63,10 +73,17 @@ export async function methodGenerator(tree: Tree, schema: MethodGeneratorSchema)
     descriptionLiteral: singleQuoted(description),
     descriptionJson: JSON.stringify(`Sprout growth operator ${name}: ${description}`),
     description,
-    coreRange: coreRange(tree),
+    coreRange: workspaceRange(tree, 'packages/core'),
+    testkitRange: workspaceRange(tree, 'packages/testkit'),
+    repositoryUrl: repo.url,
+    repositoryWeb: repo.web,
+    directory: root,
     rootOffset: offsetFromRoot(root),
     tmpl: '',
   })
+  // Every package ships the license text (npm packs only files inside the package).
+  const license = tree.read('LICENSE')
+  if (license) tree.write(join(root, 'LICENSE'), license)
   tree.write(
     join('.changeset', `${name}-initial.md`),
     `---\n"@sprout/${name}": minor\n---\n\n@sprout/${name}: ${description}.\n`,

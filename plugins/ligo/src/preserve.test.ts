@@ -1,0 +1,152 @@
+import { initModel, type Model, parseSpec, SeededRandom, type TransformerSpec } from '@sprout/core'
+import {
+  disposeBatch,
+  fittedAndSourceLoss,
+  markovBatches,
+  pretrainedModel,
+  startLogitDiff,
+} from '@sprout/testkit'
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, describe, expect, it } from 'vitest'
+import ligo, { type LigoOptions, leftNullVectors, ligoOptions } from './index.js'
+
+const base = { family: 'decoder', vocabSize: 16, maxSeqLen: 8 } as const
+const opts = (o: Partial<LigoOptions> = {}): LigoOptions => ligoOptions.parse(o)
+const dispose = (m: Model) => tf.dispose(Object.values(m.params))
+
+// Sources with trained-like (random, non-zero) weights: initModel's biases and norms are
+// trivial, so each case perturbs every tensor to make the check meaningful.
+function randomSource(spec: TransformerSpec, seed: number): Model {
+  const m = initModel(spec, seed)
+  const rng = new SeededRandom(seed)
+  for (const [k, t] of Object.entries(m.params)) {
+    m.params[k] = tf.tidy(() => tf.add(t, tf.tensor(rng.normals(t.size, 0.2), t.shape)))
+    t.dispose()
+  }
+  return m
+}
+
+// The residual copies carry x/√k, so LayerNorm's ε acts as k·ε on them: exact up to ε. The
+// exactness cases use a negligible ε to check the algebra; the ε effect is checked separately.
+const exact = { normEps: 1e-10 }
+
+describe('ligo function-preserving start', () => {
+  const cases: [string, Record<string, unknown>, Record<string, unknown>, Partial<LigoOptions>][] = [
+    [
+      'width ×2 and depth ×2 (layernorm, gelu, stack)',
+      {},
+      { dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 },
+      {},
+    ],
+    [
+      'depth by interpolation',
+      {},
+      { dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 },
+      { depthInit: 'interpolate' },
+    ],
+    [
+      'rmsnorm, swiglu, no biases',
+      { norm: 'rmsnorm', activation: 'swiglu', bias: false },
+      { dModel: 16, nLayers: 3, nHeads: 4, dFF: 32 },
+      {},
+    ],
+    ['wider heads (headDim 4 → 8)', {}, { dModel: 16, nLayers: 2, nHeads: 2, headDim: 8, dFF: 32 }, {}],
+    [
+      'rotary positions, tied embeddings',
+      { positional: 'rotary', tieEmbeddings: true },
+      { dModel: 24, nLayers: 3, nHeads: 6, dFF: 48 },
+      {},
+    ],
+    [
+      'block form, dModel kept',
+      {},
+      { dModel: 8, nLayers: 4, nHeads: 4, headDim: 4, dFF: 32 },
+      { form: 'block' },
+    ],
+  ]
+  for (const [label, arch, grow, o] of cases)
+    it(`${label}: logits equal the source's at fitting step 0`, async () => {
+      const small = parseSpec({ ...base, ...exact, ...arch, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+      const target = parseSpec({ ...base, ...exact, ...arch, ...grow })
+      const source = randomSource(small, 3)
+      const before = tf.memory().numTensors
+      expect(await startLogitDiff(ligo, source, target, opts(o))).toBeLessThan(1e-4)
+      expect(tf.memory().numTensors).toBe(before)
+      dispose(source)
+    })
+
+  it('with the default LayerNorm ε the start is within ε·k/var of the source', async () => {
+    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+    const source = randomSource(small, 3)
+    const diff = await startLogitDiff(
+      ligo,
+      source,
+      { ...small, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 },
+      opts(),
+    )
+    expect(diff).toBeGreaterThan(1e-6)
+    expect(diff).toBeLessThan(2e-3)
+    dispose(source)
+  })
+
+  it('is not exact where the form cannot express it: post-norm depth, non-multiple width', async () => {
+    const post = parseSpec({
+      ...base,
+      ...exact,
+      normPlacement: 'post',
+      dModel: 8,
+      nLayers: 2,
+      nHeads: 2,
+      dFF: 16,
+    })
+    const source = randomSource(post, 4)
+    expect(await startLogitDiff(ligo, source, { ...post, nLayers: 3 }, opts())).toBeGreaterThan(1e-3)
+    dispose(source)
+    const pre = parseSpec({ ...base, ...exact, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+    const source2 = randomSource(pre, 5)
+    const odd = parseSpec({ ...base, ...exact, dModel: 12, nLayers: 2, nHeads: 3, dFF: 16 })
+    expect(await startLogitDiff(ligo, source2, odd, opts())).toBeGreaterThan(1e-3)
+    dispose(source2)
+  })
+
+  it('new FFN units lie in the left null space of fc2 (b·W = 0), unit length', () => {
+    const rng = new SeededRandom(1)
+    const w = Float32Array.from({ length: 6 * 2 }, () => rng.normal())
+    const b = leftNullVectors(w, 6, 2, 3, new SeededRandom(2))
+    for (let c = 0; c < 3; c++) {
+      let norm = 0
+      for (let i = 0; i < 6; i++) norm += b[c * 6 + i] ** 2
+      expect(norm).toBeCloseTo(1, 6)
+      for (let j = 0; j < 2; j++) {
+        let dot = 0
+        for (let i = 0; i < 6; i++) dot += b[c * 6 + i] * w[i * 2 + j]
+        expect(Math.abs(dot)).toBeLessThan(1e-5)
+      }
+    }
+    // No null space: a square full-rank matrix gives zero rows.
+    const square = Float32Array.from({ length: 9 }, (_, i) => (i % 4 === 0 ? 1 : 0))
+    expect(Array.from(leftNullVectors(square, 3, 3, 1, rng))).toEqual([0, 0, 0])
+  })
+})
+
+describe('ligo fitting from the preserving start', () => {
+  const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+  const big = parseSpec({ ...base, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 })
+  let source: Model
+  afterAll(() => dispose(source))
+  it('ends at or below the source held-out loss, and starts at it', async () => {
+    source = await pretrainedModel(small, markovBatches(small, 8, 8, 99), 60, 1e-2)
+    const heldStream = markovBatches(big, 8, 8, 4242)
+    const held = Array.from({ length: 4 }, () => heldStream.next())
+    const r = await fittedAndSourceLoss(
+      ligo,
+      source,
+      big,
+      opts({ steps: 30, learningRate: 1e-3 }),
+      markovBatches(big, 8, 8, 1),
+      held,
+    )
+    expect(r.fitted).toBeLessThanOrEqual(r.source)
+    held.forEach(disposeBatch)
+  })
+})
