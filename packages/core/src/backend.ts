@@ -23,7 +23,7 @@ export type BackendLoad =
 export interface BackendCandidate {
   /** The tfjs backend name it registers (`native`, `tensorflow`). */
   name: string
-  /** The package it comes from, for messages (`@sprout/backend-native`). */
+  /** The package it comes from, for messages (e.g. @sprout/backend-native). */
   module: string
   /** Imports the package if needed and registers its tfjs backend; never throws. */
   load(): Promise<BackendLoad>

@@ -114,6 +114,11 @@ describe('method generator', () => {
 
   it('refuses bad names and existing folders', async () => {
     const tree = createTreeWithEmptyWorkspace()
+    const rootPkg = JSON.parse(tree.read('package.json', 'utf-8')!)
+    tree.write(
+      'package.json',
+      JSON.stringify({ ...rootPkg, repository: { type: 'git', url: 'git+https://example.com/x.git' } }),
+    )
     await expect(methodGenerator(tree, { name: 'My Method' })).rejects.toThrow(
       /lower-case letters, digits and dashes/,
     )

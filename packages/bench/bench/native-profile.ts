@@ -1,14 +1,14 @@
 /**
  * Times one training step of a small GPT-2-style decoder under tf.profile and prints the kernels
  * that take the most time, so native work goes where the time is.
- *   npx tsx packages/backend-native/bench/profile.ts [--backend native|cpu] [--layers 2] [--d-model 128]
+ *   npx tsx packages/bench/bench/native-profile.ts [--backend native|cpu] [--layers 2] [--d-model 128]
  *     [--heads 4] [--seq-len 64] [--batch 8] [--vocab 256] [--top 20]
  */
 import { parseArgs } from 'node:util'
-import { throughputTrainer } from '@sprout/bench'
+import { sproutBackend } from '@sprout/backend-native'
 import { describeBackend, selectBackend } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { sproutBackend } from '../src/index.js'
+import { throughputTrainer } from '../src/index.js'
 
 const { values } = parseArgs({
   options: {

@@ -3,7 +3,7 @@
  * Moby Dick) from scratch through `runTrain` — the code path of `sprout train` — and print the
  * validation loss at each evaluation next to the unigram entropy of the training bytes.
  *
- *   npx tsx packages/trainer/bench/moby.ts [--steps N] [--backend cpu|native]
+ *   npx tsx packages/bench/bench/trainer-moby.ts [--steps N] [--backend cpu|native]
  *   (default: the config's 300 steps on the tfjs cpu backend; --out DIR keeps the run)
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'

@@ -5,14 +5,14 @@
  * configuration the targets name); 2 threads with OMP_WAIT_POLICY=PASSIVE; and 1 thread. On this
  * 2-vCPU machine the first is much the slowest (PyTorch's spinning OpenMP threads compete with its
  * OpenBLAS threads), so the table also gives the ratio to the fastest PyTorch.
- *   npx tsx packages/backend-native/bench/vs-torch.ts [--steps 5] [--cpu] [--only small|large]
- * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/bench built.
+ *   npx tsx packages/bench/bench/native-vs-torch.ts [--steps 5] [--cpu] [--only small|large]
+ * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/backend-native built.
  */
 import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
-import { runThroughput, type ThroughputShape } from '@sprout/bench'
+import { sproutBackend } from '@sprout/backend-native'
 import { registerBackendCandidate } from '@sprout/core'
-import { sproutBackend } from '../src/index.js'
+import { runThroughput, type ThroughputShape } from '../src/index.js'
 
 // runThroughput selects the backend; offer it this package's.
 registerBackendCandidate(sproutBackend)
