@@ -1,19 +1,24 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { disposeModel, type GrowthOperator, type Model, SproutError, writeFileAtomic } from '@sprout/core'
+import {
+  type CommandIo,
+  disposeModel,
+  type GrowthOperator,
+  type Model,
+  SproutError,
+  writeFileAtomic,
+} from '@sprout/core'
 import { checkOut, MACHINE_FILE, readRuns, readSources, runDirs, STOP_FILE, SUITE_FILE } from './layout.js'
-import { plan, preflight, type Unit, units } from './plan.js'
+import { plan, preflight, type Unit, type UnitContext, units } from './plan.js'
 import { createBenchProgress } from './progress.js'
 import { describeMachine, type Machine, resultTable, writeReport } from './report.js'
-import { pendingBudgets, runUnit, type UnitContext } from './run.js'
+import { pendingBudgets, runUnit } from './run.js'
 import { isSourceDone, loadSource, pretrainSource } from './source.js'
 import { loadSuite, type ResolvedSuite } from './suites.js'
 import { runInWorkers, WORKER_ENV, type WorkerCommand, workerMessenger } from './workers.js'
 
-export interface Io {
-  out(line: string): void
-  err(line: string): void
-}
+/** Where bench commands print (core's CommandIo). */
+export type Io = CommandIo
 
 export interface CompareArgs {
   suite: string

@@ -1,5 +1,6 @@
 import { GrowthError, type GrowthOperator, parseOptions, type TransformerSpec } from '@sprout/core'
 import type { Planned } from './records.js'
+import type { ProgressiveLine } from './suites.js'
 
 /** One growth of a planned line: the operator, the spec it grows to and its parsed options. */
 export interface GrowthStep {
@@ -45,4 +46,20 @@ export function growthSteps(
     from = s.target
   }
   return steps
+}
+
+/**
+ * A progressive line's growths, checked along its chain of specs (start → each stage's target)
+ * with the same errors as `growthSteps`: a growth a method cannot do is a GrowthError (skipped).
+ */
+export function progressiveSteps(line: ProgressiveLine, operators: GrowthOperator<any>[]): GrowthStep[] {
+  let from = line.start
+  return line.stages.map((st) => {
+    const op = operators.find((o) => o.name === st.method)
+    if (!op) throw new GrowthError(`method ${st.method} is not installed`)
+    const step = { op, target: st.target, options: parseOptions(op, st.options) }
+    op.check(from, st.target, step.options)
+    from = st.target
+    return step
+  })
 }

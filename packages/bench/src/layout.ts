@@ -49,12 +49,28 @@ export function readSources(out: string, seeds: number): (SourceRun | null)[] {
  * An existing --out must hold this very comparison (and --resume must be asked for), so a run
  * never mixes into another suite's results or silently overwrites finished work.
  */
+/**
+ * Whether a suite continues a recorded one: every setting equal, and every variant or
+ * progressive line recorded before still there unchanged (new lines may be added: their runs
+ * are simply pending).
+ */
+export function sameComparison(previous: ResolvedSuite, suite: ResolvedSuite): boolean {
+  const core = ({ variants, progressive, ...rest }: ResolvedSuite) => JSON.stringify(rest)
+  const kept = <T extends { name: string }>(before: T[] = [], now: T[] = []) =>
+    before.every((b) => JSON.stringify(now.find((n) => n.name === b.name)) === JSON.stringify(b))
+  return (
+    core(previous) === core(suite) &&
+    kept(previous.variants, suite.variants) &&
+    kept(previous.progressive, suite.progressive)
+  )
+}
+
 export function checkOut(out: string, suite: ResolvedSuite, resume: boolean | undefined): void {
   if (!existsSync(out)) return
   const suiteFile = join(out, SUITE_FILE)
   if (existsSync(suiteFile)) {
     const previous = JSON.parse(readFileSync(suiteFile, 'utf8'))
-    if (JSON.stringify(previous) !== JSON.stringify(suite))
+    if (!sameComparison(previous, suite))
       throw new SproutError(
         'IO',
         `--out ${out} holds a comparison of a different suite or settings ("${previous.name}", seeds ${previous.seeds}, budgets ${previous.budgets}); choose another --out`,

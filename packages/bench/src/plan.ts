@@ -1,5 +1,6 @@
 import { GrowthError, type GrowthOperator, SproutError } from '@sprout/core'
-import { growthSteps } from './growth.js'
+import { growthSteps, progressiveSteps } from './growth.js'
+import type { BenchProgress } from './progress.js'
 import type { Planned } from './records.js'
 import type { ResolvedSuite } from './suites.js'
 
@@ -25,7 +26,24 @@ export function plan(suite: ResolvedSuite, operators: GrowthOperator<any>[], onl
       options: v.options,
       variant: JSON.stringify(v.target) !== JSON.stringify(suite.target),
     })),
+    ...suite.progressive.map((line) => ({
+      name: line.name,
+      method: line.stages.map((s) => s.method).join('>'),
+      target: suite.target,
+      options: {},
+      variant: false,
+      progressive: line,
+    })),
   ]
+  const seen = new Set<string>()
+  for (const p of all) {
+    if (seen.has(p.name))
+      throw new SproutError(
+        'INPUT_INVALID',
+        `suite ${suite.name}: two lines are named "${p.name}"; give each variant and progressive line its own name`,
+      )
+    seen.add(p.name)
+  }
   if (!only) return all
   const wanted = only
     .split(',')
@@ -54,14 +72,19 @@ export function preflight(
   for (const p of planned) {
     if (p.method === 'scratch') continue
     try {
-      growthSteps(p, suite.source, operators)
+      if (p.progressive) progressiveSteps(p.progressive, operators)
+      else growthSteps(p, suite.source, operators)
     } catch (e) {
       if (!(e instanceof GrowthError)) throw e
       if (e.code !== 'GROWTH_OPTIONS') {
         skipped.set(p.name, e.message)
         continue
       }
-      const field = p.name === p.method ? `methods.${p.name}` : `variants (${p.name}).options`
+      const field = p.progressive
+        ? `progressive (${p.name}).stages`
+        : p.name === p.method
+          ? `methods.${p.name}`
+          : `variants (${p.name}).options`
       throw new SproutError('INPUT_INVALID', `suite ${suite.name}: ${field}: ${e.message}`)
     }
   }
@@ -79,6 +102,15 @@ export interface Unit {
   /** Scratch's learning-rate multiplier; methods train at the suite's rate (or their recommended one). */
   lrMult?: number
   budgets: number[]
+}
+
+/** Everything a unit needs besides itself. */
+export interface UnitContext {
+  out: string
+  suite: ResolvedSuite
+  operators: GrowthOperator<any>[]
+  progress: BenchProgress
+  stop: () => boolean
 }
 
 /** The budgets, ascending and without repeats. */

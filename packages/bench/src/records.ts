@@ -1,4 +1,5 @@
 import type { TransformerSpec } from '@sprout/core'
+import type { ProgressiveLine } from './suites.js'
 
 /** The source model's pretraining for one seed (shared by every method of that seed). */
 export interface SourceRun {
@@ -24,6 +25,18 @@ export interface Planned {
   options: Record<string, unknown>
   /** Trains another target than the suite's (e.g. an upcycled MoE): no saving is claimed. */
   variant: boolean
+  /** A progressive line: trained from scratch at a small size and grown during the run. */
+  progressive?: ProgressiveLine
+}
+
+/** One growth of a progressive run, as the run recorded it. */
+export interface StageSummary {
+  step: number
+  method: string
+  growthFlops: number
+  seconds: number
+  valLossBefore: number | null
+  valLossAfter: number
 }
 
 /**
@@ -53,4 +66,6 @@ export interface MethodRun {
   schedule: 'suite' | 'recommended'
   scheduleNote?: string
   details?: Record<string, unknown>
+  /** A progressive run: no source (both accountings charge everything); its growths in order. */
+  stages?: StageSummary[]
 }

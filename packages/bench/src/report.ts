@@ -192,6 +192,9 @@ function markdown(suite: ResolvedSuite, r: Results): string {
             ? `variant with another target (${specSummary(m.variantTarget!)}), full budget only; final loss ${loss(m.finalLoss)}: compare its curve, no saving is claimed`
             : '',
           m.schedule === 'recommended' ? `method's schedule: ${m.scheduleNote}` : '',
+          m.progressive
+            ? `progressive: from scratch at the source's size, grown during the run (${m.progressive.join(', ')} at the full budget); no source, so both accountings are equal`
+            : '',
         ]
           .filter(Boolean)
           .join('; ')} |`,

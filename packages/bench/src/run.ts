@@ -6,7 +6,6 @@ import {
   type GrowthContext,
   GrowthError,
   type GrowthMask,
-  type GrowthOperator,
   type GrowthResult,
   initModel,
   type Model,
@@ -18,20 +17,10 @@ import { createFit, evaluateMasked, scheduleFromRecommendation, train } from '@s
 import * as tf from '@tensorflow/tfjs'
 import { type GrowthStep, growthSteps } from './growth.js'
 import { metricsFile, runFile, runKey } from './layout.js'
-import { evalEveryAt, stepsAt, type Unit } from './plan.js'
-import type { BenchProgress } from './progress.js'
+import { evalEveryAt, stepsAt, type Unit, type UnitContext } from './plan.js'
+import { runProgressiveUnit } from './progressive.js'
 import type { MethodRun } from './records.js'
 import { dataFor, seedValue, trainConfig } from './source.js'
-import type { ResolvedSuite } from './suites.js'
-
-/** Everything a unit needs besides itself. */
-export interface UnitContext {
-  out: string
-  suite: ResolvedSuite
-  operators: GrowthOperator<any>[]
-  progress: BenchProgress
-  stop: () => boolean
-}
 
 const keyOf = (u: Unit, budget: number) => runKey(u.seed, u.planned.name, budget, u.lrMult)
 
@@ -141,6 +130,7 @@ export async function runUnit(ctx: UnitContext, u: Unit, source: Model): Promise
   const { out, suite, progress, stop } = ctx
   const budgets = pendingBudgets(out, u)
   if (budgets.length === 0) return true
+  if (u.planned.progressive) return runProgressiveUnit(ctx, u, budgets, keyOf)
   const begun = await start(ctx, u, source)
   if ('skipped' in begun) {
     for (const budget of budgets) {

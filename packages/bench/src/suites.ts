@@ -57,8 +57,35 @@ export const suiteSchema = z.strictObject({
       z.strictObject({
         name: z.string().min(1),
         method: z.string().min(1),
-        target: specObject,
+        /** Default: the suite's target (another configuration of a method, or composed methods). */
+        target: specObject.optional(),
         options: z.record(z.string(), z.unknown()).default({}),
+      }),
+    )
+    .default([]),
+  /**
+   * Progressive runs (issue 16): trained from scratch at `start` (default: the source spec) and
+   * grown during the run, ending at the suite's target. Each stage's `at` is a fraction of the
+   * run's steps at every budget, or "auto" (the method's own timing rule, G_stack for stack).
+   * No source is involved, so both accountings charge everything.
+   */
+  progressive: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        start: specObject.optional(),
+        stages: z
+          .array(
+            z.strictObject({
+              at: z.union([z.number().gt(0).lt(1), z.literal('auto')]),
+              method: z.string().min(1),
+              /** Default: the suite's target (the last stage must reach it). */
+              target: specObject.optional(),
+              options: z.record(z.string(), z.unknown()).default({}),
+              optimizer: z.enum(['map', 'reset']).default('map'),
+            }),
+          )
+          .min(1),
       }),
     )
     .default([]),
@@ -66,10 +93,24 @@ export const suiteSchema = z.strictObject({
 
 export type Suite = z.infer<typeof suiteSchema>
 
-export interface ResolvedSuite extends Omit<Suite, 'source' | 'target' | 'variants'> {
+/** A progressive line with its specs resolved. */
+export interface ProgressiveLine {
+  name: string
+  start: TransformerSpec
+  stages: {
+    at: number | 'auto'
+    method: string
+    target: TransformerSpec
+    options: Record<string, unknown>
+    optimizer: 'map' | 'reset'
+  }[]
+}
+
+export interface ResolvedSuite extends Omit<Suite, 'source' | 'target' | 'variants' | 'progressive'> {
   source: TransformerSpec
   target: TransformerSpec
   variants: { name: string; method: string; target: TransformerSpec; options: Record<string, unknown> }[]
+  progressive: ProgressiveLine[]
 }
 
 const decoder = (L: number, D: number, H: number, T: number) => ({
@@ -81,6 +122,43 @@ const decoder = (L: number, D: number, H: number, T: number) => ({
   nHeads: H,
   dFF: 4 * D,
 })
+
+/**
+ * The recipes practitioners chain on LLMs (issue 17), on a suite whose growth doubles width and
+ * depth: HyperCloning for the width, then LLaMA Pro's block expansion or SOLAR's depth
+ * up-scaling (`layers`, as source ranges) for the depth.
+ */
+const llmRecipes = (layers: string) => [
+  {
+    name: 'hypercloning+block-expansion',
+    method: 'hypercloning+block-expansion',
+    options: { 'block-expansion': { every: 1 } },
+  },
+  { name: 'hypercloning+depth-upscaling', method: 'hypercloning+stack', options: { stack: { layers } } },
+]
+
+/**
+ * Progressive lines (issue 16) from the source's size to the target's, inside one run: LEMON at a
+ * quarter of the run; StackBERT-style stacking to `deep` (the source's width at the target's
+ * depth) at a quarter then LEMON for the width at half; the same with G_stack's own timing.
+ */
+const progressiveLines = (deep: Record<string, unknown>) => [
+  { name: 'prog-lemon', stages: [{ at: 0.25, method: 'lemon' }] },
+  {
+    name: 'prog-stack',
+    stages: [
+      { at: 0.25, method: 'stack', target: deep },
+      { at: 0.5, method: 'lemon' },
+    ],
+  },
+  {
+    name: 'prog-gstack',
+    stages: [
+      { at: 'auto', method: 'stack', target: deep },
+      { at: 0.5, method: 'lemon' },
+    ],
+  },
+]
 
 /** Built-in suites, all on data installed with Sprout. */
 export const BUILTIN_SUITES: Record<string, Suite> = {
@@ -131,7 +209,9 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
         method: 'upcycle',
         target: { ...decoder(2, 128, 4, 64), moe: { experts: 8, topK: 2, layers: [0, 1] } },
       },
+      ...llmRecipes('0-1,0-1'),
     ],
+    progressive: progressiveLines(decoder(4, 128, 4, 64)),
   }),
   text: suiteSchema.parse({
     name: 'text',
@@ -148,6 +228,8 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
     evalBatches: 16,
     schedule: { warmupSteps: 20 },
     methods: { ligo: { steps: 50 }, mango: { steps: 50, rank: 1 } },
+    variants: llmRecipes('0-0,0-0'),
+    progressive: progressiveLines(decoder(2, 64, 2, 64)),
   }),
   vit: suiteSchema.parse({
     name: 'vit',
@@ -226,8 +308,25 @@ export function resolveSuite(raw: unknown, where = 'suite'): ResolvedSuite {
     target,
     variants: s.variants.map((v, i) => ({
       ...v,
-      target: resolveSpec(v.target, `${where}.variants.${i}.target`),
+      target: v.target ? resolveSpec(v.target, `${where}.variants.${i}.target`) : target,
     })),
+    progressive: s.progressive.map((line, i) => {
+      const at = `${where}.progressive.${i}`
+      const stages = line.stages.map((st, j) => ({
+        ...st,
+        target: st.target ? resolveSpec(st.target, `${at}.stages.${j}.target`) : target,
+      }))
+      if (JSON.stringify(stages.at(-1)!.target) !== JSON.stringify(target))
+        throw new SproutError(
+          'INPUT_INVALID',
+          `${at} (${line.name}): the last stage must grow into the suite's target; leave its "target" out or make it equal`,
+        )
+      return {
+        name: line.name,
+        start: line.start ? resolveSpec(line.start, `${at}.start`) : source,
+        stages,
+      }
+    }),
   }
 }
 

@@ -46,6 +46,8 @@ export interface MethodSummary {
   /** Trains another target than the suite's: its curve is shown, no saving is claimed. */
   variant: boolean
   variantTarget?: TransformerSpec
+  /** A progressive line: its growths at the largest budget ("stack@250"); it has no source. */
+  progressive?: string[]
   schedule: 'suite' | 'recommended'
   scheduleNote?: string
   /** At the largest budget. */
@@ -169,7 +171,8 @@ function budgetResult(
     const reach = done && target !== null ? firstReach(run.curve, target) : null
     // Scratch that never improved on its initial loss leaves nothing to save.
     const defined = scratchFlops !== null && scratchFlops > 0
-    const src = sources[s]?.flops ?? null
+    // A progressive run has no source: everything it spent is already on its curve.
+    const src = run?.stages !== undefined ? 0 : (sources[s]?.flops ?? null)
     perSeed.push({
       seed: s,
       finalLoss: run?.finalValLoss ?? null,
@@ -236,6 +239,13 @@ export function summariseRuns(opts: {
       reason: done.length > 0 ? undefined : first.reason,
       variant,
       variantTarget: first.variantTarget,
+      ...(first.stages !== undefined
+        ? {
+            progressive: (
+              mine.find((r) => r.budget === budgets.at(-1) && r.status === 'done')?.stages ?? []
+            ).map((st) => `${st.method}@${st.step}`),
+          }
+        : {}),
       schedule: first.schedule,
       scheduleNote: first.scheduleNote,
       perSeed: last.perSeed,
