@@ -11,6 +11,7 @@
  */
 import {
   type Batch,
+  backendFromModule,
   computeLoss,
   FlopMeter,
   type GrowthContext,
@@ -92,7 +93,10 @@ async function grow(name: string, options: Record<string, unknown>) {
   return { ...result, seconds: (performance.now() - t0) / 1000, parsed }
 }
 
-const backend = await selectBackend()
+// The native backend when built (SPROUT_BACKEND forces one).
+const backend = await selectBackend(process.env.SPROUT_BACKEND, {
+  candidates: [backendFromModule('native', '@sprout/backend-native')],
+})
 const valData = await openDataset('moby-dick', sourceSpec, { batchSize: BATCH, seqLen: SEQ, seed: 100 })
 const val = valData.valBatches(VAL_BATCHES)
 console.log(
