@@ -11,6 +11,7 @@ import {
 import { checkOut, MACHINE_FILE, readRuns, readSources, runDirs, STOP_FILE, SUITE_FILE } from './layout.js'
 import { plan, preflight, type Unit, type UnitContext, units } from './plan.js'
 import { createBenchProgress } from './progress.js'
+import { runProgressiveUnit } from './progressive.js'
 import { describeMachine, type Machine, resultTable, writeReport } from './report.js'
 import { pendingBudgets, runUnit } from './run.js'
 import { isSourceDone, loadSource, pretrainSource } from './source.js'
@@ -105,12 +106,16 @@ async function runWorker(
     if (!isSourceDone(out, unit.seed))
       throw new SproutError('IO', `bench worker: ${out} has no source for seed ${unit.seed}`)
     source = loadSource(out, unit.seed).model
-    await runUnit(ctx, unit, source)
+    await runAnyUnit(ctx, unit, source)
   } finally {
     messenger.close()
     if (source) disposeModel(source)
   }
 }
+
+/** A progressive line trains from scratch; every other line grows from the seed's source. */
+const runAnyUnit = (ctx: UnitContext, u: Unit, source: Model) =>
+  u.planned.progressive ? runProgressiveUnit(ctx, u) : runUnit(ctx, u, source)
 
 /** Everything in this process: seed by seed, the source, then each of its units. */
 async function runInProcess(ctx: UnitContext, pending: Unit[]): Promise<void> {
@@ -121,7 +126,7 @@ async function runInProcess(ctx: UnitContext, pending: Unit[]): Promise<void> {
     try {
       for (const u of pending.filter((x) => x.seed === seed)) {
         ctx.progress.log(`${u.key}`)
-        if (!(await runUnit(ctx, u, sourced.model))) return
+        if (!(await runAnyUnit(ctx, u, sourced.model))) return
       }
     } finally {
       disposeModel(sourced.model)

@@ -12,8 +12,9 @@ import * as tf from '@tensorflow/tfjs'
 import { metricsFile, runFile } from './layout.js'
 import { evalEveryAt, stepsAt, type Unit, type UnitContext } from './plan.js'
 import type { MethodRun } from './records.js'
+import { keyOf, pendingBudgets, skippedRun } from './run.js'
 import { dataFor, seedValue, trainConfig } from './source.js'
-import type { ProgressiveLine, ResolvedSuite } from './suites.js'
+import type { ProgressiveLine } from './suites.js'
 
 /** A progressive line's stages at a run of `steps` steps: fractions become whole steps. */
 export function stagesAt(line: ProgressiveLine, steps: number): StageConfig[] {
@@ -33,37 +34,15 @@ const resolverOf = (operators: GrowthOperator<any>[]) => async (ref: string) => 
   return op
 }
 
-function skippedRun(u: Unit, suite: ResolvedSuite, budget: number, reason: string): MethodRun {
-  return {
-    name: u.planned.name,
-    method: u.planned.method,
-    seed: u.seed,
-    budget,
-    steps: stepsAt(suite, budget),
-    lr: suite.optimizer.lr,
-    status: 'skipped',
-    reason,
-    growthFlops: 0,
-    growthSeconds: 0,
-    curve: [],
-    finalValLoss: null,
-    schedule: 'suite',
-    stages: [],
-  }
-}
-
 /**
  * A progressive line at each pending budget: from scratch at the line's start spec, on the same
  * data order, schedule family and evaluation as scratch, growing at its stages (whose FLOPs,
  * fitting included, the trainer adds to the run's). Returns false when interrupted.
  */
-export async function runProgressiveUnit(
-  ctx: UnitContext,
-  u: Unit,
-  budgets: number[],
-  keyOf: (u: Unit, budget: number) => string,
-): Promise<boolean> {
+export async function runProgressiveUnit(ctx: UnitContext, u: Unit): Promise<boolean> {
   const { out, suite, operators, progress, stop } = ctx
+  const budgets = pendingBudgets(out, u)
+  if (budgets.length === 0) return true
   const line = u.planned.progressive!
   const value = seedValue(suite, u.seed)
   // The same batches, in the same order, as scratch of this seed.

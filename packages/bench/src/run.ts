@@ -18,11 +18,31 @@ import * as tf from '@tensorflow/tfjs'
 import { type GrowthStep, growthSteps } from './growth.js'
 import { metricsFile, runFile, runKey } from './layout.js'
 import { evalEveryAt, stepsAt, type Unit, type UnitContext } from './plan.js'
-import { runProgressiveUnit } from './progressive.js'
 import type { MethodRun } from './records.js'
 import { dataFor, seedValue, trainConfig } from './source.js'
+import type { ResolvedSuite } from './suites.js'
 
-const keyOf = (u: Unit, budget: number) => runKey(u.seed, u.planned.name, budget, u.lrMult)
+export const keyOf = (u: Unit, budget: number) => runKey(u.seed, u.planned.name, budget, u.lrMult)
+
+/** The record of a run that could not happen (the method cannot do this growth, or a stage cannot fit). */
+export function skippedRun(u: Unit, suite: ResolvedSuite, budget: number, reason: string): MethodRun {
+  return {
+    name: u.planned.name,
+    method: u.planned.method,
+    seed: u.seed,
+    budget,
+    steps: stepsAt(suite, budget),
+    lr: suite.optimizer.lr,
+    status: 'skipped',
+    reason,
+    growthFlops: 0,
+    growthSeconds: 0,
+    curve: [],
+    finalValLoss: null,
+    schedule: 'suite',
+    ...(u.planned.progressive ? { stages: [] } : {}),
+  }
+}
 
 /** The budgets of a unit that have no finished run on disk yet. */
 export const pendingBudgets = (out: string, u: Unit) =>
@@ -130,27 +150,13 @@ export async function runUnit(ctx: UnitContext, u: Unit, source: Model): Promise
   const { out, suite, progress, stop } = ctx
   const budgets = pendingBudgets(out, u)
   if (budgets.length === 0) return true
-  if (u.planned.progressive) return runProgressiveUnit(ctx, u, budgets, keyOf)
   const begun = await start(ctx, u, source)
   if ('skipped' in begun) {
-    for (const budget of budgets) {
-      const run: MethodRun = {
-        name: u.planned.name,
-        method: u.planned.method,
-        seed: u.seed,
-        budget,
-        steps: stepsAt(suite, budget),
-        lr: suite.optimizer.lr,
-        status: 'skipped',
-        reason: begun.skipped,
-        growthFlops: 0,
-        growthSeconds: 0,
-        curve: [],
-        finalValLoss: null,
-        schedule: 'suite',
-      }
-      writeFileAtomic(runFile(out, keyOf(u, budget)), JSON.stringify(run))
-    }
+    for (const budget of budgets)
+      writeFileAtomic(
+        runFile(out, keyOf(u, budget)),
+        JSON.stringify(skippedRun(u, suite, budget, begun.skipped)),
+      )
     progress.log(`${u.key}: skipped: ${begun.skipped}`)
     return true
   }

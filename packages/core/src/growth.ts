@@ -5,7 +5,7 @@ import { FlopMeter } from './flops.js'
 import type { Batch } from './forward.js'
 import type { MomentMap } from './moments.js'
 import { metaProblems, type OperatorMeta } from './operator-meta.js'
-import type { Model, Params } from './params.js'
+import { countParams, type Model, type Params } from './params.js'
 import { SeededRandom } from './random.js'
 import { formatIssue, isMoELayer, type TransformerSpec } from './spec.js'
 
@@ -319,6 +319,46 @@ export const ARCHITECTURE_FIELDS = [
   'mlmHead',
   'image',
 ] as const satisfies readonly (keyof TransformerSpec)[]
+
+/**
+ * What a depth-only growth (stacking, block expansion) must keep: the architecture and every
+ * width field. Check it with `specDifference(source, target, DEPTH_ONLY_FIELDS)`.
+ */
+export const DEPTH_ONLY_FIELDS = [
+  ...ARCHITECTURE_FIELDS,
+  'dModel',
+  'nHeads',
+  'nKVHeads',
+  'headDim',
+  'dFF',
+  'ropeTheta',
+] as const satisfies readonly (keyof TransformerSpec)[]
+
+/**
+ * The options of a function-preserving operator that checks itself: `verify` (measure max
+ * |Δ logits| after growing; `auto` does so up to `verifyMaxParams` parameters) and `tolerance`
+ * (a measured difference at or above it throws: the growth is meant to be exact). Spread into
+ * the operator's zod object.
+ */
+export const verifyOptionsShape = {
+  verify: z.enum(['auto', 'always', 'never']).default('auto'),
+  verifyMaxParams: z.number().int().positive().default(5_000_000),
+  tolerance: z.number().positive().default(1e-4),
+}
+
+/**
+ * Whether a function-preserving operator measures max |Δ logits| after growing: always, never,
+ * or (`auto`) while the grown model has at most `verifyMaxParams` parameters (one forward pass
+ * of each model is too slow for a real-size model).
+ */
+export function shouldVerify(
+  options: { verify: 'auto' | 'always' | 'never'; verifyMaxParams: number },
+  spec: TransformerSpec,
+): boolean {
+  return (
+    options.verify === 'always' || (options.verify === 'auto' && countParams(spec) <= options.verifyMaxParams)
+  )
+}
 
 /** The first of `fields` whose value differs between two specs (compared as JSON), or null. */
 export function specDifference(

@@ -1,6 +1,6 @@
 import {
-  ARCHITECTURE_FIELDS,
   assertMoELayerCopies,
+  DEPTH_ONLY_FIELDS,
   GrowthError,
   type ModuleKind,
   type ParamInfo,
@@ -10,17 +10,6 @@ import {
   type TransformerSpec,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-
-/** Block expansion changes nLayers only. */
-const SHAPE_FIELDS = [
-  ...ARCHITECTURE_FIELDS,
-  'dModel',
-  'nHeads',
-  'nKVHeads',
-  'headDim',
-  'dFF',
-  'ropeTheta',
-] as const satisfies readonly (keyof TransformerSpec)[]
 
 /**
  * The residual-branch output projections: with their weights and biases at zero a pre-norm block
@@ -90,7 +79,7 @@ export function checkBlockExpansion(
   target: TransformerSpec,
   every?: number,
 ): number {
-  const diff = specDifference(source, target, SHAPE_FIELDS)
+  const diff = specDifference(source, target, DEPTH_ONLY_FIELDS)
   if (diff)
     throw new GrowthError(
       `block-expansion grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN first with lemon or net2net (function preserving), then expand`,

@@ -7,8 +7,10 @@ import {
   type Params,
   paramTable,
   type ScheduleRecommendation,
+  shouldVerify,
   type TransformerSpec,
   validateParams,
+  verifyOptionsShape,
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -21,11 +23,7 @@ export const hypercloningOptions = z.strictObject({
    * absent: exact copies. The noise cancels over the cloned inputs, so the function is kept either way.
    */
   noise: z.number().finite().optional(),
-  /** Measure max |Δlogits| after growing: 'auto' does so for targets up to verifyMaxParams parameters. */
-  verify: z.enum(['auto', 'always', 'never']).default('auto'),
-  verifyMaxParams: z.number().int().positive().default(5_000_000),
-  /** A measured max |Δlogits| at or above this throws (the cloning is exact). */
-  tolerance: z.number().positive().default(1e-4),
+  ...verifyOptionsShape,
 })
 export type HypercloningOptions = z.infer<typeof hypercloningOptions>
 
@@ -95,9 +93,7 @@ const hypercloning = defineOperator<HypercloningOptions>({
     // One multiply per written element (the 1/n scaling), plus the noise.
     ctx.flops.add(written, 'growth')
     const seconds = (performance.now() - start) / 1000
-    const measure =
-      options.verify === 'always' ||
-      (options.verify === 'auto' && countParams(spec) <= options.verifyMaxParams)
+    const measure = shouldVerify(options, spec)
     let diff: number | null = null
     if (measure) {
       ctx.progress({ stage: 'hypercloning: verify', step: table.length, total: table.length })

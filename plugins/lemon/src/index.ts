@@ -1,5 +1,4 @@
 import {
-  countParams,
   defineOperator,
   GrowthError,
   type GrowthResult,
@@ -8,8 +7,10 @@ import {
   maxAbsLogitDiff,
   type Params,
   type ScheduleRecommendation,
+  shouldVerify,
   type TransformerSpec,
   validateParams,
+  verifyOptionsShape,
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -21,11 +22,7 @@ export const lemonOptions = z.strictObject({
   noiseStd: z.number().min(0).default(0.01),
   /** Std of rows for new vocabulary entries or positions (never seen by the source's inputs). */
   newStd: z.number().min(0).default(0.02),
-  /** Measure max |Δlogits| after growing: 'auto' does so for targets up to verifyMaxParams parameters. */
-  verify: z.enum(['auto', 'always', 'never']).default('auto'),
-  verifyMaxParams: z.number().int().positive().default(5_000_000),
-  /** A measured max |Δlogits| at or above this throws (the growth is meant to be exact). */
-  tolerance: z.number().positive().default(1e-4),
+  ...verifyOptionsShape,
   /** Recommended schedule: fraction of the planned steps over which the cosine decays. */
   decayFraction: z.number().gt(0).max(1).default(0.5),
   /** Recommended schedule: final learning rate as a fraction of the (unchanged) peak. */
@@ -225,9 +222,7 @@ const lemon = defineOperator<LemonOptions>({
     const growthFlops = ops + copyOps
     ctx.flops.add(growthFlops, 'growth')
     const seconds = (performance.now() - start) / 1000
-    const measure =
-      options.verify === 'always' ||
-      (options.verify === 'auto' && countParams(spec) <= options.verifyMaxParams)
+    const measure = shouldVerify(options, spec)
     let diff: number | null = null
     if (measure) {
       ctx.progress({ stage: 'lemon: verify', step: 2, total: 2 })

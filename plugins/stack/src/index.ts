@@ -1,6 +1,6 @@
 import {
-  ARCHITECTURE_FIELDS,
   assertMoELayerCopies,
+  DEPTH_ONLY_FIELDS,
   defineOperator,
   GrowthError,
   type GrowthMask,
@@ -163,18 +163,8 @@ export function gstackGrowthTokens(targetParams: number, computeFlops: number): 
   return 10 ** (0.88 * Math.log10(targetParams) + 163.27 / Math.log10(computeFlops) - 5.74)
 }
 
-/** Stacking changes nLayers only. */
-const SHAPE_FIELDS = [
-  ...ARCHITECTURE_FIELDS,
-  'dModel',
-  'nHeads',
-  'nKVHeads',
-  'headDim',
-  'dFF',
-] as const satisfies readonly (keyof TransformerSpec)[]
-
 export function checkStack(source: TransformerSpec, target: TransformerSpec, options: StackOptions): void {
-  const diff = specDifference(source, target, SHAPE_FIELDS)
+  const diff = specDifference(source, target, DEPTH_ONLY_FIELDS)
   if (diff)
     throw new GrowthError(
       `stack grows depth only, but ${diff.field} differs (${diff.source} → ${diff.target}); grow width, heads or FFN first with lemon or net2net (function preserving) or ligo, then stack`,

@@ -13,9 +13,11 @@ import {
   randomInputs,
   type ScheduleRecommendation,
   type SeededRandom,
+  shouldVerify,
   specDifference,
   type TransformerSpec,
   validateParams,
+  verifyOptionsShape,
   z,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -61,11 +63,8 @@ export const upcycleOptions = z.strictObject({
   granularity: z.number().int().min(1).optional(),
   /** Std of the new router's normal init. */
   routerStd: z.number().min(0).default(0.02),
-  /** Measure max |Δlogits| after upcycling: 'auto' does so for targets up to verifyMaxParams parameters. */
-  verify: z.enum(['auto', 'always', 'never']).default('auto'),
-  verifyMaxParams: z.number().int().positive().default(5_000_000),
-  /** With noiseStd 0, a measured max |Δlogits| at or above this throws (the conversion is exact). */
-  tolerance: z.number().positive().default(1e-4),
+  // verify, verifyMaxParams, tolerance (with noiseStd 0 or drop 0: the conversion is exact).
+  ...verifyOptionsShape,
 })
 export type UpcycleOptions = z.infer<typeof upcycleOptions>
 
@@ -340,9 +339,7 @@ const upcycle = defineOperator<UpcycleOptions>({
     const model = { spec, params }
     ctx.flops.add(written, 'growth')
     const seconds = (performance.now() - start) / 1000
-    const measure =
-      options.verify === 'always' ||
-      (options.verify === 'auto' && countParams(spec) <= options.verifyMaxParams)
+    const measure = shouldVerify(options, spec)
     let diff: number | null = null
     let atEval: { diff: number; tokens: number } | null = null
     if (measure) {
