@@ -2,13 +2,16 @@ import {
   type Batch,
   computeLoss,
   type GrowthOperator,
+  initModel,
   type Model,
   maxAbsLogitDiff,
+  SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { fitContext } from './context.js'
-import type { BatchSource } from './synthetic.js'
+import { fitContext, pretrainedModel } from './context.js'
+import { disposeBatch } from './fit.js'
+import { type BatchSource, markovBatches } from './synthetic.js'
 
 /** Mean cross-entropy of a model over fixed batches. */
 export function meanLoss(model: Model, batches: Batch[]): number {
@@ -50,5 +53,42 @@ export async function fittedAndSourceLoss<O extends Record<string, unknown>>(
     return { source: meanLoss(source, heldOut), fitted: meanLoss(model, heldOut), firstFitLoss: losses[0] }
   } finally {
     tf.dispose(Object.values(model.params))
+  }
+}
+
+/**
+ * A model with trained-like weights: initModel's biases and norms are trivial (0 and 1), so a
+ * function-preservation check on it would miss any bug that only shows on non-trivial ones;
+ * every tensor gets seeded normal noise of std 0.2.
+ */
+export function perturbedModel(spec: TransformerSpec, seed: number): Model {
+  const m = initModel(spec, seed)
+  const rng = new SeededRandom(seed)
+  for (const [k, t] of Object.entries(m.params)) {
+    m.params[k] = tf.tidy(() => tf.add(t, tf.tensor(rng.normals(t.size, 0.2), t.shape)))
+    t.dispose()
+  }
+  return m
+}
+
+/**
+ * A learned operator's fitting from its function-preserving start: a source pretrained 60 steps
+ * on a Markov chain, grown to `target` and fitted with `options`, must end at or below the
+ * source's loss on held-out batches of the same chain. Returns both losses (the caller asserts).
+ */
+export async function fitFromPreservingStart<O extends Record<string, unknown>>(
+  op: GrowthOperator<O>,
+  small: TransformerSpec,
+  target: TransformerSpec,
+  options: O,
+): Promise<{ source: number; fitted: number }> {
+  const source = await pretrainedModel(small, markovBatches(small, 8, 8, 99), 60, 1e-2)
+  const heldStream = markovBatches(target, 8, 8, 4242)
+  const held = Array.from({ length: 4 }, () => heldStream.next())
+  try {
+    return await fittedAndSourceLoss(op, source, target, options, markovBatches(target, 8, 8, 1), held)
+  } finally {
+    held.forEach(disposeBatch)
+    tf.dispose(Object.values(source.params))
   }
 }
