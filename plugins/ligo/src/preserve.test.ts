@@ -1,5 +1,11 @@
 import { type Model, parseSpec, SeededRandom } from '@sprout/core'
-import { fitFromPreservingStart, perturbedModel, startLogitDiff } from '@sprout/testkit'
+import {
+  describePreservingStart,
+  fitFromPreservingStart,
+  type PreservingCase,
+  perturbedModel,
+  startLogitDiff,
+} from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import ligo, { type LigoOptions, leftNullVectors, ligoOptions } from './index.js'
@@ -13,7 +19,7 @@ const dispose = (m: Model) => tf.dispose(Object.values(m.params))
 const exact = { normEps: 1e-10 }
 
 describe('ligo function-preserving start', () => {
-  const cases: [string, Record<string, unknown>, Record<string, unknown>, Partial<LigoOptions>][] = [
+  const cases: PreservingCase<Partial<LigoOptions>>[] = [
     [
       'width ×2 and depth ×2 (layernorm, gelu, stack)',
       {},
@@ -46,30 +52,7 @@ describe('ligo function-preserving start', () => {
       { form: 'block' },
     ],
   ]
-  for (const [label, arch, grow, o] of cases)
-    it(`${label}: logits equal the source's at fitting step 0`, async () => {
-      const small = parseSpec({ ...base, ...exact, ...arch, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-      const target = parseSpec({ ...base, ...exact, ...arch, ...grow })
-      const source = perturbedModel(small, 3)
-      const before = tf.memory().numTensors
-      expect(await startLogitDiff(ligo, source, target, opts(o))).toBeLessThan(1e-4)
-      expect(tf.memory().numTensors).toBe(before)
-      dispose(source)
-    })
-
-  it('with the default LayerNorm ε the start is within ε·k/var of the source', async () => {
-    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-    const source = perturbedModel(small, 3)
-    const diff = await startLogitDiff(
-      ligo,
-      source,
-      { ...small, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 },
-      opts(),
-    )
-    expect(diff).toBeGreaterThan(1e-6)
-    expect(diff).toBeLessThan(2e-3)
-    dispose(source)
-  })
+  describePreservingStart(ligo, opts, cases)
 
   it('is not exact where the form cannot express it: post-norm depth, non-multiple width', async () => {
     const post = parseSpec({

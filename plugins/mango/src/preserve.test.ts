@@ -1,5 +1,12 @@
 import { type Model, parseSpec } from '@sprout/core'
-import { fitContext, fitFromPreservingStart, perturbedModel, startLogitDiff } from '@sprout/testkit'
+import {
+  describePreservingStart,
+  fitContext,
+  fitFromPreservingStart,
+  type PreservingCase,
+  perturbedModel,
+  startLogitDiff,
+} from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import mango, { type MangoOptions, mangoOptions } from './index.js'
@@ -12,7 +19,7 @@ const opts = (o: Partial<MangoOptions> = {}): MangoOptions => mangoOptions.parse
 const dispose = (m: Model) => tf.dispose(Object.values(m.params))
 
 describe('mango function-preserving start', () => {
-  const cases: [string, Record<string, unknown>, Record<string, unknown>, Partial<MangoOptions>][] = [
+  const cases: PreservingCase<Partial<MangoOptions>>[] = [
     [
       'width ×2 and depth ×2 (layernorm, gelu, stack), default rank',
       {},
@@ -38,30 +45,7 @@ describe('mango function-preserving start', () => {
       {},
     ],
   ]
-  for (const [label, arch, grow, o] of cases)
-    it(`${label}: logits equal the source's at fitting step 0`, async () => {
-      const small = parseSpec({ ...base, ...exact, ...arch, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-      const target = parseSpec({ ...base, ...exact, ...arch, ...grow })
-      const source = perturbedModel(small, 3)
-      const before = tf.memory().numTensors
-      expect(await startLogitDiff(mango, source, target, opts(o))).toBeLessThan(1e-4)
-      expect(tf.memory().numTensors).toBe(before)
-      dispose(source)
-    })
-
-  it('with the default LayerNorm ε the start is within ε·k/var of the source', async () => {
-    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-    const source = perturbedModel(small, 3)
-    const diff = await startLogitDiff(
-      mango,
-      source,
-      { ...small, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 },
-      opts(),
-    )
-    expect(diff).toBeGreaterThan(1e-6)
-    expect(diff).toBeLessThan(2e-3)
-    dispose(source)
-  })
+  describePreservingStart(mango, opts, cases)
 
   it('is not exact where the ring cannot express it: rank 1, post-norm depth', async () => {
     const pre = parseSpec({ ...base, ...exact, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })

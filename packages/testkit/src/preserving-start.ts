@@ -1,0 +1,48 @@
+import { type GrowthOperator, parseSpec } from '@sprout/core'
+import * as tf from '@tensorflow/tfjs'
+import { expect, it } from 'vitest'
+import { perturbedModel, startLogitDiff } from './learned.js'
+
+/** One exactness case: the source's architecture fields, the growth, and the method's options. */
+export type PreservingCase<O> = [
+  label: string,
+  arch: Record<string, unknown>,
+  grow: Record<string, unknown>,
+  options: O,
+]
+
+/**
+ * Registers the tests of a learned method's function-preserving start (its initialisation,
+ * fitting step 0): for each case, a perturbed 2-layer d8 source grown as the case says gives the
+ * source's logits (max |Δ| < 1e-4) with a negligible LayerNorm ε (the residual copies carry
+ * x/√k, so ε acts as k·ε on them); and with the default ε, width and depth ×2 stays within
+ * 2e-3 (but is not exact). No leaked tensors.
+ */
+export function describePreservingStart<O extends Record<string, unknown>>(
+  op: GrowthOperator<O>,
+  options: (o: Partial<O>) => O,
+  cases: PreservingCase<Partial<O>>[],
+): void {
+  const base = { family: 'decoder', vocabSize: 16, maxSeqLen: 8 } as const
+  const exact = { normEps: 1e-10 }
+  for (const [label, arch, grow, o] of cases)
+    it(`${label}: logits equal the source's at fitting step 0`, async () => {
+      const small = parseSpec({ ...base, ...exact, ...arch, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+      const target = parseSpec({ ...base, ...exact, ...arch, ...grow })
+      const source = perturbedModel(small, 3)
+      const before = tf.memory().numTensors
+      expect(await startLogitDiff(op, source, target, options(o))).toBeLessThan(1e-4)
+      expect(tf.memory().numTensors).toBe(before)
+      tf.dispose(Object.values(source.params))
+    })
+
+  it('with the default LayerNorm ε the start is within ε·k/var of the source', async () => {
+    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
+    const source = perturbedModel(small, 3)
+    const big = { ...small, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 }
+    const diff = await startLogitDiff(op, source, big, options({}))
+    expect(diff).toBeGreaterThan(1e-6)
+    expect(diff).toBeLessThan(2e-3)
+    tf.dispose(Object.values(source.params))
+  })
+}
