@@ -7,6 +7,7 @@
  */
 import { cpus, loadavg } from 'node:os'
 import {
+  backendFromModule,
   describeBackend,
   disposeModel,
   formatFlops,
@@ -26,7 +27,14 @@ const stepsArg = process.argv.indexOf('--steps')
 const steps = stepsArg >= 0 ? Number(process.argv[stepsArg + 1]) : 30
 const warmup = 5
 
-console.log(describeBackend(await selectBackend(process.env.SPROUT_BACKEND)))
+// The native backend when built (SPROUT_BACKEND forces one).
+console.log(
+  describeBackend(
+    await selectBackend(process.env.SPROUT_BACKEND, {
+      candidates: [backendFromModule('native', '@sprout/backend-native')],
+    }),
+  ),
+)
 console.log(
   `machine: ${cpus().length} cores, load average ${loadavg()
     .map((l) => l.toFixed(2))
