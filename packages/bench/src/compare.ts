@@ -231,6 +231,7 @@ export async function runBenchCompare(
     readSources(out, suite.seeds),
     readRuns(out),
     readMachine(out),
+    operators,
   )
   for (const line of resultTable(results)) io.out(line)
   io.out(`report: ${join(out, 'report.md')}`)
@@ -238,7 +239,11 @@ export async function runBenchCompare(
 }
 
 /** `sprout bench report DIR`: re-renders report.md and the plots from a finished comparison. */
-export async function runBenchReport(args: { dir: string }, io: Io): Promise<void> {
+export async function runBenchReport(
+  args: { dir: string },
+  io: Io,
+  operators: GrowthOperator<any>[] = [],
+): Promise<void> {
   const dir = resolve(args.dir)
   const suiteFile = join(dir, SUITE_FILE)
   if (!existsSync(suiteFile))
@@ -247,7 +252,7 @@ export async function runBenchReport(args: { dir: string }, io: Io): Promise<voi
   const sources = readSources(dir, suite.seeds)
   if (sources.every((s) => s === null))
     throw new SproutError('INPUT_INVALID', `${args.dir}: the comparison has no finished source run yet`)
-  const results = await writeReport(dir, suite, sources, readRuns(dir), readMachine(dir))
+  const results = await writeReport(dir, suite, sources, readRuns(dir), readMachine(dir), operators)
   for (const line of resultTable(results)) io.out(line)
   io.out(`report: ${join(dir, 'report.md')}`)
 }

@@ -71,6 +71,12 @@ describe('progressive lines in a comparison', () => {
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
     const prog = results.methods.find((m: { method: string }) => m.method === 'prog')
     for (const b of prog.byBudget) expect(b.savings.includingSource).toEqual(b.savings.excludingSource)
+    // The report says what each method implements, from the operators' meta.
+    expect(Object.keys(results.papers).sort()).toEqual(['lemon', 'stack'])
+    expect(results.papers.lemon.displayName).toBe(lemon.meta!.displayName)
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain(
+      `**${lemon.meta!.displayName}** (\`lemon\`): ${lemon.meta!.papers[0].title}`,
+    )
   })
 
   it('a recorded comparison accepts added lines but not changed ones', () => {

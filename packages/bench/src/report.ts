@@ -2,7 +2,14 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { formatFlops, specSummary, writeFileAtomic } from '@sprout/core'
+import {
+  formatFlops,
+  formatPaper,
+  type GrowthOperator,
+  type OperatorMeta,
+  specSummary,
+  writeFileAtomic,
+} from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { lossCurveSpec, type PlotPoint, renderChart, type SavingsPoint, savingsSpec } from './plots.js'
 import type { MethodRun, SourceRun } from './records.js'
@@ -30,6 +37,21 @@ export interface Results extends Summary {
   date: string
   backend: string
   machine: Machine
+  /** What each growth method in the comparison is, from its operator's meta (when it has one). */
+  papers: Record<string, OperatorMeta>
+}
+
+/** The operators a line uses: `a+b` composes two, a progressive line's `a>b` grows twice. */
+const operatorsOf = (method: string) => method.split(/[+>]/).map((s) => s.trim())
+
+/** Each used operator's meta, by operator name. */
+function papersOf(methods: MethodSummary[], operators: GrowthOperator<any>[]): Record<string, OperatorMeta> {
+  const out: Record<string, OperatorMeta> = {}
+  for (const name of methods.flatMap((m) => operatorsOf(m.operator))) {
+    const meta = operators.find((o) => o.name === name)?.meta
+    if (meta) out[name] = meta
+  }
+  return out
 }
 
 function versions(): Record<string, string> {
@@ -167,6 +189,13 @@ export function resultTable(r: Results): string[] {
   ]
 }
 
+function papersSection(papers: Record<string, OperatorMeta>): string {
+  const rows = Object.entries(papers)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, m]) => `- **${m.displayName}** (\`${name}\`): ${m.papers.map(formatPaper).join('; ')}`)
+  return rows.length === 0 ? '' : `What the methods implement:\n\n${rows.join('\n')}\n\n`
+}
+
 function markdown(suite: ResolvedSuite, r: Results): string {
   const f = (s: SeedStats) => (s.mean === null ? '—' : formatFlops(s.mean))
   const methods = sortMethods(r.methods)
@@ -245,7 +274,7 @@ ${sweepRows.join('\n')}
 | --- | --- | --- | --- |
 ${methodRows.join('\n')}
 
-FLOPs are counted analytically from the specs and token counts, so they do not depend on the
+${papersSection(r.papers)}FLOPs are counted analytically from the specs and token counts, so they do not depend on the
 machine; wall times are measured on a shared machine (concurrently with other runs under
 \`--jobs\`) and are indicative only.
 
@@ -264,6 +293,7 @@ export async function writeReport(
   sources: (SourceRun | null)[],
   runs: MethodRun[],
   machine: Machine = describeMachine('rendered'),
+  operators: GrowthOperator<any>[] = [],
 ): Promise<Results> {
   const summary = summariseRuns({
     runs,
@@ -279,6 +309,7 @@ export async function writeReport(
     backend: machine.backend,
     machine,
     ...summary,
+    papers: papersOf(summary.methods, operators),
   }
   const top = summary.budgets.at(-1)!
   const chosen = summary.scratch.byBudget.at(-1)!

@@ -184,7 +184,7 @@ export function buildProgram(io: Io): Command {
     .argument('<dir>', 'a directory written by `sprout bench compare`')
     .action(async (dir) => {
       await withBackend(program.opts().backend, io)
-      await runBenchReport({ dir }, io)
+      await runBenchReport({ dir }, io, registry.list())
     })
 
   program
