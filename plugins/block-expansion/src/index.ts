@@ -23,6 +23,18 @@ export type BlockExpansionOptions = z.infer<typeof blockExpansionOptions>
 
 const blockExpansion = defineOperator<BlockExpansionOptions>({
   name: 'block-expansion',
+  meta: {
+    displayName: 'Block expansion (LLaMA Pro)',
+    papers: [
+      {
+        title: 'LLaMA Pro: Progressive LLaMA with Block Expansion',
+        authors: 'Wu et al.',
+        venue: 'ACL',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2401.02415',
+      },
+    ],
+  },
   description:
     'LLaMA Pro block expansion: after every `every` source layers insert a copy of the layer before with its attention output and MLP down projections zeroed (an exact identity in pre-norm models); records the new blocks so `"freeze": ["source"]` trains only them',
   options: blockExpansionOptions as unknown as z.ZodType<BlockExpansionOptions>,

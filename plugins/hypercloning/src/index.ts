@@ -44,6 +44,19 @@ export function hypercloningSchedule(): ScheduleRecommendation {
 
 const hypercloning = defineOperator<HypercloningOptions>({
   name: M,
+  meta: {
+    displayName: 'HyperCloning',
+    papers: [
+      {
+        title:
+          'Scaling Smart: Accelerating Large Language Model Pre-training with Small Model Initialization',
+        authors: 'Samragh et al.',
+        venue: 'arXiv',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2409.12903',
+      },
+    ],
+  },
   description:
     'HyperCloning (Samragh et al., 2024): integer width growth (dModel, heads, FFN) by tiling weights with 1/n on the input side; exactly function-preserving, optional symmetric noise (noise = SNR in dB)',
   options: hypercloningOptions as unknown as z.ZodType<HypercloningOptions>,

@@ -268,6 +268,13 @@ const stack = defineOperator({
         year: 2022,
         url: 'https://arxiv.org/abs/2110.07143',
       },
+      {
+        title: 'SOLAR 10.7B: Scaling Large Language Models with Simple yet Effective Depth Up-Scaling',
+        authors: 'Kim et al.',
+        venue: 'NAACL',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2312.15166',
+      },
     ],
   },
   description:

@@ -311,6 +311,20 @@ const upcycle = defineOperator<UpcycleOptions>({
         year: 2023,
         url: 'https://arxiv.org/abs/2212.05055',
       },
+      {
+        title: 'Drop-Upcycling: Training Sparse Mixture of Experts with Partial Re-initialization',
+        authors: 'Nakamura et al.',
+        venue: 'ICLR',
+        year: 2025,
+        url: 'https://arxiv.org/abs/2502.19261',
+      },
+      {
+        title: 'Upcycling Large Language Models into Mixture of Experts',
+        authors: 'He et al.',
+        venue: 'arXiv',
+        year: 2024,
+        url: 'https://arxiv.org/abs/2410.07524',
+      },
     ],
   },
   description:
