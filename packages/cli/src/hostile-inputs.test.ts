@@ -68,3 +68,99 @@ describe('corrupt Hugging Face weights', () => {
     expect(JSON.parse(readFileSync(join(dir, 'ok', 'sprout.json'), 'utf8')).format).toBe('sprout-checkpoint')
   })
 })
+
+describe('size checks before allocation (the issue’s examples)', () => {
+  const base = {
+    family: 'decoder',
+    vocabSize: 256,
+    maxSeqLen: 64,
+    dModel: 128,
+    nLayers: 2,
+    nHeads: 4,
+    dFF: 512,
+  }
+  const specs: [string, Record<string, unknown>][] = [
+    ['a dimension of 1e9', { ...base, dModel: 1e9, nHeads: 1 }],
+    ['nLayers 1e6', { ...base, nLayers: 1e6 }],
+    ['1e6 experts', { ...base, moe: { experts: 1e6, layers: [0] } }],
+  ]
+  it.each(specs)('init with %s is refused in under a second with the estimate', async (name, spec) => {
+    const path = join(dir, `${name.replace(/\W/g, '-')}.json`)
+    writeFileSync(path, JSON.stringify(spec))
+    const out = join(dir, `init-${name.replace(/\W/g, '-')}`)
+    const start = performance.now()
+    const r = await run('init', '--spec', path, '--out', out)
+    expect(performance.now() - start).toBeLessThan(1000)
+    expect(r.code).toBe(1)
+    expect(r.errors).toEqual([
+      expect.stringMatching(
+        /^sprout: error: a model of decoder .* needs about [\d.]+ [KMGTPE]iB \(.* parameters in float32\), above the memory limit of .*--memory-limit SIZE/,
+      ),
+    ])
+    expect(existsSync(out)).toBe(false)
+  })
+
+  it('grow into a target with a dimension of 1e9 is refused in under a second with the estimate', async () => {
+    const src = join(dir, 'small-src')
+    const specPath = join(dir, 'small.json')
+    writeFileSync(
+      specPath,
+      JSON.stringify({ ...base, vocabSize: 16, maxSeqLen: 8, dModel: 8, nHeads: 2, dFF: 16 }),
+    )
+    expect((await run('init', '--spec', specPath, '--out', src)).code).toBe(0)
+    const target = join(dir, 'wide.json')
+    writeFileSync(
+      target,
+      JSON.stringify({ ...base, vocabSize: 16, maxSeqLen: 8, dModel: 1e9, nHeads: 2, dFF: 16 }),
+    )
+    const start = performance.now()
+    const r = await run(
+      'grow',
+      '--method',
+      'lemon',
+      '--from',
+      src,
+      '--target',
+      target,
+      '--out',
+      join(dir, 'grown'),
+    )
+    expect(performance.now() - start).toBeLessThan(1000)
+    expect(r.code).toBe(1)
+    expect(r.errors).toEqual([
+      expect.stringMatching(
+        /growing into decoder L2 d1000000000 .* needs about .*source .* \+ target .* of float32 weights/,
+      ),
+    ])
+    expect(existsSync(join(dir, 'grown'))).toBe(false)
+  })
+
+  it('train with batchSize 1e9 is refused in under a second, naming the activations', async () => {
+    const config = join(dir, 'huge-batch.json')
+    writeFileSync(config, JSON.stringify({ spec: base, data: 'moby-dick', batchSize: 1e9, steps: 1 }))
+    const out = join(dir, 'huge-batch-run')
+    const start = performance.now()
+    const r = await run('train', '--config', config, '--out', out)
+    expect(performance.now() - start).toBeLessThan(1000)
+    expect(r.code).toBe(1)
+    expect(r.errors).toEqual([
+      expect.stringMatching(
+        /^sprout: error: training decoder L2 d128 .* needs about .* of activations for batches of 1000000000 × 64\), above the memory limit/,
+      ),
+    ])
+    expect(existsSync(out)).toBe(false)
+  })
+
+  it('--memory-limit lowers the limit for one command and says where it came from', async () => {
+    const path = join(dir, 'base.json')
+    writeFileSync(path, JSON.stringify(base))
+    const r = await run('--memory-limit', '1M', 'init', '--spec', path, '--out', join(dir, 'limited'))
+    expect(r.code).toBe(1)
+    expect(r.errors[0]).toMatch(/above the memory limit of 1\.00 MiB \(--memory-limit\)/)
+    expect((await run('--memory-limit', 'lots', 'init', '--spec', path, '--out', join(dir, 'x'))).code).toBe(
+      2,
+    )
+    // The next command without the flag is back to the default.
+    expect((await run('init', '--spec', path, '--out', join(dir, 'unlimited'))).code).toBe(0)
+  })
+})

@@ -1,8 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  assertFitsMemory,
   type CommandIo,
   disposeModel,
+  estimateTrainingBytes,
   formatFlops,
   type GrowthContext,
   type GrowthMask,
@@ -10,6 +12,7 @@ import {
   loadCheckpoint,
   type Model,
   parseSpec,
+  readCheckpointInfo,
   readSpecFile,
   SproutError,
   specSummary,
@@ -63,10 +66,24 @@ function growthMeta(meta: Record<string, unknown>): { mask?: GrowthMask; newPara
   return { mask: m.mask ?? undefined, newParams: m.newParams ?? null }
 }
 
+/** Refuses a run whose training step cannot fit the memory limit, before the model or a batch exists. */
+function checkTrainingFits(config: RunConfig, spec: TransformerSpec): void {
+  const need = estimateTrainingBytes(spec, {
+    batchSize: config.batchSize,
+    seqLen: config.seqLen ?? spec.maxSeqLen,
+    optimizer: config.optimizer.kind,
+  })
+  assertFitsMemory(need.bytes, `training ${specSummary(spec)}`, need.breakdown)
+}
+
 /** The model to train, the growth mask its checkpoint carries and the parameters growth added. */
 function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask; newParams: string[] | null } {
-  if (config.from === undefined)
-    return { model: initModel(readSpecArg(config.spec!), config.seed), newParams: null }
+  if (config.from === undefined) {
+    const spec = readSpecArg(config.spec!)
+    checkTrainingFits(config, spec)
+    return { model: initModel(spec, config.seed), newParams: null }
+  }
+  checkTrainingFits(config, readCheckpointInfo(config.from).spec)
   const ckpt = loadCheckpoint(config.from)
   if (ckpt.state) tf.dispose(Object.values(ckpt.state))
   return { model: ckpt.model, ...growthMeta(ckpt.meta) }
@@ -115,6 +132,7 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
         'CHECKPOINT_NOT_FOUND',
         `${args.resume} has no checkpoint yet (the run stopped before its first one); start it again with --config`,
       )
+    checkTrainingFits(config, readCheckpointInfo(join(out, CHECKPOINT_DIR)).spec)
     const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
     model = ckpt.model
     ;({ mask, newParams } = growthMeta(ckpt.meta))
