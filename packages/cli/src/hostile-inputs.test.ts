@@ -164,3 +164,115 @@ describe('size checks before allocation (the issue’s examples)', () => {
     expect((await run('init', '--spec', path, '--out', join(dir, 'unlimited'))).code).toBe(0)
   })
 })
+
+describe('non-finite weights (the issue’s wrong diagnoses)', () => {
+  const small = {
+    family: 'decoder',
+    vocabSize: 256,
+    maxSeqLen: 16,
+    dModel: 16,
+    nLayers: 2,
+    nHeads: 2,
+    dFF: 32,
+  }
+  const ck = join(dir, 'nan-ck')
+  const tokens = join(dir, 'tokens.json')
+  const target = join(dir, 'nan-target.json')
+
+  function poison(file: string, name: string, values: number[]): void {
+    const buf = readFileSync(file)
+    const n = Number(buf.readBigUInt64LE(0))
+    const [begin] = JSON.parse(buf.subarray(8, 8 + n).toString())[name].data_offsets
+    for (let i = 0; i < values.length; i++) buf.writeFloatLE(values[i], 8 + n + begin + 4 * i)
+    writeFileSync(file, buf)
+  }
+
+  it('are refused at load by grow, eval, forward and convert, naming the tensor', async () => {
+    const specPath = join(dir, 'nan-spec.json')
+    writeFileSync(specPath, JSON.stringify(small))
+    writeFileSync(target, JSON.stringify({ ...small, dModel: 32, nHeads: 4 }))
+    writeFileSync(tokens, JSON.stringify([[1, 2, 3, 4]]))
+    expect((await run('init', '--spec', specPath, '--out', ck)).code).toBe(0)
+    poison(join(ck, 'model.safetensors'), 'layers.0.attn.q.weight', [Number.NaN, Number.NaN, Number.NaN])
+    const why =
+      /^sprout: error: .*model\.safetensors: tensor "layers\.0\.attn\.q\.weight" holds 3 NaN of 256 values; .*--allow-non-finite/
+    for (const argv of [
+      ['grow', '--method', 'lemon', '--from', ck, '--target', target, '--out', join(dir, 'nan-grown')],
+      ['eval', '--checkpoint', ck, '--data', 'moby-dick', '--batches', '1'],
+      ['forward', '--checkpoint', ck, '--tokens', tokens, '--out', join(dir, 'nan-logits.safetensors')],
+      ['convert', '--to', 'hf', '--in', ck, '--out', join(dir, 'nan-hf')],
+    ]) {
+      const r = await run(...argv)
+      expect(r.code, argv[0]).toBe(1)
+      expect(r.errors, argv[0]).toEqual([expect.stringMatching(why)])
+    }
+    expect(existsSync(join(dir, 'nan-grown'))).toBe(false)
+    expect(existsSync(join(dir, 'nan-logits.safetensors'))).toBe(false)
+  })
+
+  it('with --allow-non-finite: grow and eval say what is wrong (not "a bug", not a NaN loss), forward warns', async () => {
+    const grow = await run(
+      '--allow-non-finite',
+      'grow',
+      '--method',
+      'lemon',
+      '--from',
+      ck,
+      '--target',
+      target,
+      '--out',
+      join(dir, 'nan-grown'),
+    )
+    expect(grow.code).toBe(1)
+    expect(grow.errors.at(-1)).toMatch(
+      /logits are not finite because the weights are not finite: tensor "layers\.0\.attn\.q\.weight" holds 3 NaN/,
+    )
+    expect(grow.errors.join('\n')).not.toMatch(/bug/)
+    const evaluated = await run(
+      '--allow-non-finite',
+      'eval',
+      '--checkpoint',
+      ck,
+      '--data',
+      'moby-dick',
+      '--batches',
+      '1',
+    )
+    expect(evaluated.code).toBe(1)
+    expect(evaluated.errors).toEqual([
+      expect.stringMatching(
+        /the validation loss is NaN because the weights are not finite: tensor "layers\.0\.attn\.q\.weight"/,
+      ),
+    ])
+    const out = join(dir, 'nan-logits.safetensors')
+    const fwd = await run(
+      '--allow-non-finite',
+      'forward',
+      '--checkpoint',
+      ck,
+      '--tokens',
+      tokens,
+      '--out',
+      out,
+    )
+    expect(fwd.code).toBe(0)
+    expect(fwd.errors).toEqual([
+      expect.stringMatching(
+        /^warning: the logits hold 1024 NaN of 1024 values because the weights are not finite/,
+      ),
+    ])
+    expect(existsSync(out)).toBe(true)
+  })
+
+  it('Hugging Face weights with Inf are refused at import, naming the Hugging Face tensor', async () => {
+    const hf = join(dir, 'hf-inf')
+    cpSync(GPT2, hf, { recursive: true })
+    poison(join(hf, 'model.safetensors'), 'transformer.h.0.mlp.c_fc.weight', [Number.POSITIVE_INFINITY])
+    const r = await run('convert', '--from', 'hf', '--in', hf, '--out', join(dir, 'hf-inf-out'))
+    expect(r.code).toBe(1)
+    expect(r.errors).toEqual([
+      expect.stringMatching(/tensor "transformer\.h\.0\.mlp\.c_fc\.weight" holds 1 Inf of \d+ values/),
+    ])
+    expect(existsSync(join(dir, 'hf-inf-out'))).toBe(false)
+  })
+})

@@ -5,6 +5,7 @@ import {
   type CommandIo,
   disposeModel,
   estimateTrainingBytes,
+  explainNonFinite,
   formatFlops,
   type GrowthContext,
   type GrowthMask,
@@ -333,6 +334,12 @@ export async function runEval(args: EvalArgs, io: CommandIo): Promise<void> {
     })
     val = data.valBatches(args.batches ?? 16)
     const r = evaluate(model, val)
+    // A NaN loss is not a result: say where it comes from (weights loaded with --allow-non-finite, or an overflow).
+    if (!Number.isFinite(r.loss))
+      throw new SproutError(
+        'WEIGHTS_NON_FINITE',
+        `${args.checkpoint}: the validation loss is ${r.loss} because ${explainNonFinite(model)}`,
+      )
     if (r.accuracy !== null) {
       io.out(
         `${args.checkpoint} on ${data.describe}: val loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(2)}%`,
