@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { afterEach, describe, expect, it } from 'vitest'
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js'
 import { estimateModelBytes, estimateParamCount, estimateTrainingBytes } from './estimate.js'
 import { loss } from './forward.js'
 import {
@@ -185,6 +189,44 @@ describe('memory limit', () => {
       new RegExp(`needs about ${formatBytes(estimateModelBytes(spec).bytes).replace('.', '\\.')}`),
     )
     expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
+describe('loadCheckpoint under a memory limit', () => {
+  it('refuses from the spec before reading any tensor, with the estimate, and loads under a limit that fits', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sprout-limit-'))
+    try {
+      const spec = parseSpec({
+        family: 'decoder',
+        vocabSize: 64,
+        maxSeqLen: 8,
+        dModel: 16,
+        nLayers: 1,
+        nHeads: 2,
+        dFF: 32,
+      })
+      const model = initModel(spec, 1)
+      await saveCheckpoint(join(dir, 'ck'), model)
+      disposeModel(model)
+      const bytes = estimateParamCount(spec) * 4
+      const before = tf.memory().numTensors
+      setRuntimeLimits({ memoryLimit: bytes - 1 })
+      expect(() => loadCheckpoint(join(dir, 'ck'))).toThrow(
+        expect.objectContaining({
+          code: 'TOO_LARGE',
+          message: expect.stringMatching(
+            new RegExp(
+              `^loading .*ck \\(decoder L1 d16 .*\\) needs about ${formatBytes(bytes).replace('.', '\\.')}`,
+            ),
+          ),
+        }),
+      )
+      expect(tf.memory().numTensors).toBe(before)
+      setRuntimeLimits({ memoryLimit: bytes })
+      disposeModel(loadCheckpoint(join(dir, 'ck')).model)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 
