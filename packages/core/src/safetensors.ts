@@ -276,7 +276,7 @@ function fileKind(st: Stats): string {
   if (st.isCharacterDevice()) return 'a character device'
   if (st.isBlockDevice()) return 'a block device'
   if (st.isSocket()) return 'a socket'
-  return 'not a regular file'
+  return 'a special file'
 }
 
 /**
