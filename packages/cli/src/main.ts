@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs'
 import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
-import { describeBackend, isSproutError, processIo, selectBackend } from '@sprout/core'
+import {
+  describeBackend,
+  isSproutError,
+  parseByteSize,
+  processIo,
+  selectBackend,
+  setRuntimeLimits,
+} from '@sprout/core'
 import { runConvert, runForward } from '@sprout/interop'
 import { runEval, runTrain } from '@sprout/trainer'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
@@ -48,6 +55,27 @@ export function buildProgram(io: Io): Command {
         'tensorflow | native | cpu (default: fastest available; env SPROUT_BACKEND; `sprout doctor` says why)',
       ),
     )
+    .addOption(
+      new Option(
+        '--memory-limit <size>',
+        'refuse work estimated to need more memory (e.g. 16G, 512MiB, none; env SPROUT_MEMORY_LIMIT; default 90% of available memory)',
+      ),
+    )
+    .option(
+      '--allow-non-finite',
+      'load weights holding NaN/Inf instead of refusing them (env SPROUT_ALLOW_NON_FINITE=1)',
+    )
+    // Set for every command run by this call (and reset: main() may run again in one process).
+    .hook('preAction', () => {
+      const { memoryLimit, allowNonFinite } = program.opts<{
+        memoryLimit?: string
+        allowNonFinite?: boolean
+      }>()
+      setRuntimeLimits({
+        memoryLimit: memoryLimit === undefined ? undefined : parseByteSize(memoryLimit, '--memory-limit'),
+        allowNonFinite: allowNonFinite ? true : undefined,
+      })
+    })
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride()
     .showHelpAfterError('(run `sprout --help` for usage)')

@@ -2,10 +2,17 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, dirname, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
+import { estimateModelBytes } from './estimate.js'
 import { writeFileAtomic } from './fsutil.js'
+import { allowNonFinite, assertFiniteTensor, assertFitsMemory, formatBytes } from './limits.js'
 import { type Model, type Params, paramTable } from './params.js'
-import { readSafetensors, type TensorToWrite, writeSafetensors } from './safetensors.js'
-import { parseSpec, type TransformerSpec } from './spec.js'
+import {
+  openSafetensors,
+  type SafetensorsReader,
+  type TensorToWrite,
+  writeSafetensors,
+} from './safetensors.js'
+import { parseSpec, specSummary, type TransformerSpec } from './spec.js'
 
 export const CHECKPOINT_FORMAT = 'sprout-checkpoint'
 export const CHECKPOINT_VERSION = 1
@@ -127,51 +134,92 @@ export function readCheckpointInfo(dir: string): { spec: TransformerSpec; meta: 
   return { spec, meta: (side.meta ?? {}) as CheckpointMeta }
 }
 
-/** Loads a checkpoint, checking every tensor against the spec's role table. */
-export function loadCheckpoint(dir: string): LoadedCheckpoint {
+export interface LoadOptions {
+  /** Load weights holding NaN/Inf (default: `allowNonFinite()`, i.e. --allow-non-finite). */
+  allowNonFinite?: boolean
+}
+
+/**
+ * Checks the header's tensors against the spec's role table before any data is read;
+ * returns the names in canonical (paramTable) order.
+ */
+function checkEntries(weightsPath: string, reader: SafetensorsReader, spec: TransformerSpec): string[] {
+  const expected = new Set<string>()
+  for (const p of paramTable(spec)) {
+    expected.add(p.name)
+    const t = reader.entries.get(p.name)
+    if (!t)
+      throw new SproutError(
+        'CHECKPOINT_INVALID',
+        `${weightsPath}: missing tensor "${p.name}" required by the spec`,
+      )
+    if (t.shape.join(',') !== p.shape.join(','))
+      throw new SproutError(
+        'CHECKPOINT_INVALID',
+        `${weightsPath}: tensor "${p.name}" has shape [${t.shape}] but the spec needs [${p.shape}]`,
+      )
+    if (t.dtype !== 'float32')
+      throw new SproutError('CHECKPOINT_INVALID', `${weightsPath}: tensor "${p.name}" must be a float tensor`)
+  }
+  for (const name of reader.entries.keys())
+    if (!expected.has(name))
+      throw new SproutError(
+        'CHECKPOINT_INVALID',
+        `${weightsPath}: unexpected tensor "${name}" not in the spec`,
+      )
+  return [...expected]
+}
+
+/**
+ * Loads a checkpoint tensor by tensor: the spec's size is checked against the memory limit and
+ * every tensor's name, shape and dtype against its role table before any weight is read; each
+ * tensor is then read with positioned I/O and checked for NaN/Inf (refused unless allowed).
+ */
+export function loadCheckpoint(dir: string, options: LoadOptions = {}): LoadedCheckpoint {
   const { spec, meta } = readCheckpointInfo(dir)
   const weightsPath = join(dir, WEIGHTS)
   if (!existsSync(weightsPath)) throw new SproutError('CHECKPOINT_INVALID', `${dir}: missing ${WEIGHTS}`)
-  const file = readSafetensors(weightsPath)
+  // Before paramTable: enumerating a spec with a million layers is itself too slow.
+  const model = estimateModelBytes(spec)
+  assertFitsMemory(model.bytes, `loading ${dir} (${specSummary(spec)})`, model.breakdown)
+  const finite = !(options.allowNonFinite ?? allowNonFinite())
+  const statePath = join(dir, STATE)
+  const readers: SafetensorsReader[] = []
   const params: Params = {}
-  const expected = new Set<string>()
+  let state: Params | null = null
   try {
-    for (const p of paramTable(spec)) {
-      expected.add(p.name)
-      const t = file.tensors.get(p.name)
-      if (!t)
-        throw new SproutError(
-          'CHECKPOINT_INVALID',
-          `${weightsPath}: missing tensor "${p.name}" required by the spec`,
-        )
-      if (t.shape.join(',') !== p.shape.join(','))
-        throw new SproutError(
-          'CHECKPOINT_INVALID',
-          `${weightsPath}: tensor "${p.name}" has shape [${t.shape}] but the spec needs [${p.shape}]`,
-        )
-      if (t.dtype !== 'float32')
-        throw new SproutError(
-          'CHECKPOINT_INVALID',
-          `${weightsPath}: tensor "${p.name}" must be a float tensor`,
-        )
-      params[p.name] = tf.tensor(t.data, t.shape, 'float32')
+    const weights = openSafetensors(weightsPath)
+    readers.push(weights)
+    const names = checkEntries(weightsPath, weights, spec)
+    const stateFile = existsSync(statePath) ? openSafetensors(statePath) : null
+    if (stateFile) readers.push(stateFile)
+    const bytes = weights.decodedBytes() + (stateFile?.decodedBytes() ?? 0)
+    assertFitsMemory(
+      bytes,
+      `loading ${dir}`,
+      stateFile
+        ? `weights ${formatBytes(weights.decodedBytes())} + optimizer state ${formatBytes(stateFile.decodedBytes())}`
+        : undefined,
+    )
+    for (const name of names) {
+      const t = weights.read(name)
+      if (finite) assertFiniteTensor(weightsPath, name, t.data)
+      params[name] = tf.tensor(t.data, t.shape, 'float32')
     }
-    for (const name of file.tensors.keys())
-      if (!expected.has(name))
-        throw new SproutError(
-          'CHECKPOINT_INVALID',
-          `${weightsPath}: unexpected tensor "${name}" not in the spec`,
-        )
+    if (stateFile) {
+      state = {}
+      for (const name of stateFile.entries.keys()) {
+        const t = stateFile.read(name)
+        if (finite && t.dtype === 'float32') assertFiniteTensor(statePath, name, t.data)
+        state[name] = tf.tensor(t.data, t.shape, t.dtype)
+      }
+    }
   } catch (e) {
     for (const t of Object.values(params)) t.dispose()
+    if (state) for (const t of Object.values(state)) t.dispose()
     throw e
-  }
-  let state: Params | null = null
-  const statePath = join(dir, STATE)
-  if (existsSync(statePath)) {
-    state = {}
-    for (const [name, t] of readSafetensors(statePath).tensors)
-      state[name] = tf.tensor(t.data, t.shape, t.dtype)
+  } finally {
+    for (const r of readers) r.close()
   }
   return { model: { spec, params }, meta, state }
 }

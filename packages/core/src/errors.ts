@@ -12,6 +12,10 @@ export type SproutErrorCode =
   | 'CHECKPOINT_HEADER'
   | 'CHECKPOINT_OFFSETS'
   | 'CHECKPOINT_DTYPE'
+  /** Weights holding NaN or Inf (refused at load unless allowed). */
+  | 'WEIGHTS_NON_FINITE'
+  /** The work would need more memory than the limit (estimated before allocating). */
+  | 'TOO_LARGE'
   | 'GROWTH_UNSUPPORTED'
   | 'GROWTH_OPTIONS'
   | 'METHOD_UNKNOWN'

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
-import { attnWidth, expertDFF, isMoELayer, kvWidth, type TransformerSpec } from './spec.js'
+import { estimateModelBytes } from './estimate.js'
+import { assertFitsMemory } from './limits.js'
+import { attnWidth, expertDFF, isMoELayer, kvWidth, specSummary, type TransformerSpec } from './spec.js'
 
 /**
  * What an axis of a parameter means. Generic operators (LiGO, Mango, LEMON) act on
@@ -216,7 +218,10 @@ export function initParams(spec: TransformerSpec, seed: number): Params {
   return params
 }
 
+/** A seeded random model; refuses (before allocating) a spec whose weights exceed the memory limit. */
 export function initModel(spec: TransformerSpec, seed: number): Model {
+  const need = estimateModelBytes(spec)
+  assertFitsMemory(need.bytes, `a model of ${specSummary(spec)}`, need.breakdown)
   return { spec, params: initParams(spec, seed) }
 }
 

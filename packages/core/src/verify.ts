@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
+import { explainNonFinite } from './finite.js'
 import { forward } from './forward.js'
 import type { Model } from './params.js'
 import { SeededRandom } from './random.js'
@@ -43,6 +44,12 @@ export function maxAbsLogitDiff(source: Model, target: Model, options: VerifyOpt
     return tf.tidy(() => {
       const opts = { training: false, moeCapacityFactor: Number.POSITIVE_INFINITY }
       const a = forward(source, inputs, opts)
+      // NaN/Inf in the source is not a growth bug: say what it is (weights loaded with --allow-non-finite).
+      if (!tf.all(tf.isFinite(a)).dataSync()[0])
+        throw new SproutError(
+          'WEIGHTS_NON_FINITE',
+          `cannot compare logits: the source model's logits are not finite because ${explainNonFinite(source)}`,
+        )
       let b = forward(target, inputs, opts)
       const C = a.shape[a.shape.length - 1]!
       if (b.shape[b.shape.length - 1] !== C)

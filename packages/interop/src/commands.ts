@@ -1,9 +1,13 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  allowNonFinite,
   type CommandIo,
   checkOutputDir,
+  countNonFinite,
+  describeNonFinite,
   disposeModel,
+  explainNonFinite,
   forward,
   loadCheckpoint,
   type Model,
@@ -236,6 +240,16 @@ export async function runForward(args: ForwardArgs, io: CommandIo): Promise<{ sh
     const shape = logits.shape
     const data = (await logits.data()) as Float32Array
     logits.dispose()
+    const bad = countNonFinite(data)
+    if (bad.nan > 0 || bad.inf > 0) {
+      const why = `the logits hold ${describeNonFinite(bad, data.length)} because ${explainNonFinite(model)}`
+      if (!allowNonFinite())
+        throw new SproutError(
+          'WEIGHTS_NON_FINITE',
+          `${args.checkpoint}: ${why}; pass --allow-non-finite to write them anyway`,
+        )
+      io.err(`warning: ${why}`)
+    }
     writeSafetensors(
       args.out,
       { logits: { dtype: 'float32', shape, data } },

@@ -1,16 +1,20 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  allowNonFinite,
+  assertFiniteTensor,
+  assertFitsMemory,
   type Model,
+  openSafetensors,
   type Params,
   readJsonFile,
-  readSafetensors,
+  type SafetensorsReader,
   SproutError,
-  serializeSafetensors,
   type TensorToWrite,
   type TransformerSpec,
   validateParams,
   writeFileAtomic,
+  writeSafetensors,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { bert } from './archs/bert.js'
@@ -103,8 +107,16 @@ export interface HfDirectory {
   renamed: string[]
 }
 
-/** Reads config.json and the weights (model.safetensors, or shards listed in model.safetensors.index.json). */
-export function readHfDirectory(dir: string): HfDirectory {
+export interface HfReadOptions {
+  /** Import weights holding NaN/Inf (default: `allowNonFinite()` from core, i.e. --allow-non-finite). */
+  allowNonFinite?: boolean
+}
+
+/**
+ * Reads config.json and the weights (model.safetensors, or shards listed in
+ * model.safetensors.index.json) through core's validating, streaming safetensors reader.
+ */
+export function readHfDirectory(dir: string, options: HfReadOptions = {}): HfDirectory {
   if (!existsSync(dir) || !statSync(dir).isDirectory())
     throw new SproutError(
       'CHECKPOINT_NOT_FOUND',
@@ -153,25 +165,50 @@ export function readHfDirectory(dir: string): HfDirectory {
   const tensors: HostTensors = new Map()
   const intNames = new Set<string>()
   const dtypes = new Set<string>()
-  for (const f of files) {
-    const path = join(dir, f)
-    if (!existsSync(path))
-      throw new SproutError(
-        'CHECKPOINT_NOT_FOUND',
-        `${dir}: shard ${f} listed in model.safetensors.index.json is missing`,
-      )
-    for (const [name, t] of readSafetensors(path).tensors) {
-      dtypes.add(t.storedAs)
-      if (weightMap && weightMap[name] !== f)
+  // Every shard's header is validated (and the index checked against it) before any tensor is
+  // read, and the whole model is checked against the memory limit; tensors are then read one by one.
+  const readers: SafetensorsReader[] = []
+  try {
+    const owner = new Map<string, string>()
+    for (const f of files) {
+      const path = join(dir, f)
+      if (!existsSync(path))
         throw new SproutError(
-          'CHECKPOINT_INVALID',
-          `${path}: tensor "${name}" is not listed for this shard in model.safetensors.index.json (index says ${weightMap[name] ?? 'nothing'})`,
+          'CHECKPOINT_NOT_FOUND',
+          `${dir}: shard ${f} listed in model.safetensors.index.json is missing`,
         )
-      if (tensors.has(name) || intNames.has(name))
-        throw new SproutError('CHECKPOINT_INVALID', `${dir}: tensor "${name}" appears in two shards`)
-      if (t.dtype === 'int32') intNames.add(name)
-      else tensors.set(name, { shape: t.shape, data: t.data as Float32Array })
+      const reader = openSafetensors(path)
+      readers.push(reader)
+      for (const [name, t] of reader.entries) {
+        dtypes.add(t.storedAs)
+        if (weightMap && weightMap[name] !== f)
+          throw new SproutError(
+            'CHECKPOINT_INVALID',
+            `${path}: tensor "${name}" is not listed for this shard in model.safetensors.index.json (index says ${weightMap[name] ?? 'nothing'})`,
+          )
+        if (owner.has(name))
+          throw new SproutError('CHECKPOINT_INVALID', `${dir}: tensor "${name}" appears in two shards`)
+        owner.set(name, f)
+      }
     }
+    const bytes = readers.reduce((n, r) => n + r.decodedBytes(), 0)
+    assertFitsMemory(
+      bytes,
+      `importing ${dir} (${files.length} safetensors file${files.length > 1 ? 's' : ''})`,
+    )
+    const finite = !(options.allowNonFinite ?? allowNonFinite())
+    for (const reader of readers)
+      for (const name of reader.entries.keys()) {
+        const t = reader.read(name)
+        if (t.dtype === 'int32') {
+          intNames.add(name)
+          continue
+        }
+        if (finite) assertFiniteTensor(reader.path, name, t.data)
+        tensors.set(name, { shape: t.shape, data: t.data as Float32Array })
+      }
+  } finally {
+    for (const r of readers) r.close()
   }
   // Old TensorFlow-era checkpoints (e.g. bert-base-uncased) name LayerNorm parameters gamma/beta;
   // transformers renames them on load, and so do we.
@@ -231,8 +268,11 @@ function toModel(spec: TransformerSpec, host: HostTensors): Model {
 }
 
 /** Reads a Hugging Face model directory (GPT-2, BERT, ViT, LLaMA; safetensors, sharded or not) as a Sprout model. */
-export function importHuggingFace(dir: string): { model: Model; info: HfImportInfo } {
-  const hf = readHfDirectory(dir)
+export function importHuggingFace(
+  dir: string,
+  options: HfReadOptions = {},
+): { model: Model; info: HfImportInfo } {
+  const hf = readHfDirectory(dir, options)
   const where = join(dir, 'config.json')
   const { arch, hfClass } = detectArch(hf.config, where)
   const reader = new TensorReader(hf.tensors, dir, hf.intNames)
@@ -346,7 +386,7 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
       const t = tensors.get(n)!
       m.set(n, { dtype: 'float32', shape: t.shape, data: t.data })
     }
-    writeFileAtomic(join(dir, file), serializeSafetensors(m, { format: 'pt' }, FLOAT_FORMAT[dtype]))
+    writeSafetensors(join(dir, file), m, { format: 'pt' }, FLOAT_FORMAT[dtype])
     files.push(file)
   }
   const stale = [

@@ -1,8 +1,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
+  assertFitsMemory,
   type CommandIo,
   disposeModel,
+  estimateTrainingBytes,
+  explainNonFinite,
   formatFlops,
   type GrowthContext,
   type GrowthMask,
@@ -10,6 +13,7 @@ import {
   loadCheckpoint,
   type Model,
   parseSpec,
+  readCheckpointInfo,
   readSpecFile,
   SproutError,
   specSummary,
@@ -63,10 +67,24 @@ function growthMeta(meta: Record<string, unknown>): { mask?: GrowthMask; newPara
   return { mask: m.mask ?? undefined, newParams: m.newParams ?? null }
 }
 
+/** Refuses a run whose training step cannot fit the memory limit, before the model or a batch exists. */
+function checkTrainingFits(config: RunConfig, spec: TransformerSpec): void {
+  const need = estimateTrainingBytes(spec, {
+    batchSize: config.batchSize,
+    seqLen: config.seqLen ?? spec.maxSeqLen,
+    optimizer: config.optimizer.kind,
+  })
+  assertFitsMemory(need.bytes, `training ${specSummary(spec)}`, need.breakdown)
+}
+
 /** The model to train, the growth mask its checkpoint carries and the parameters growth added. */
 function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask; newParams: string[] | null } {
-  if (config.from === undefined)
-    return { model: initModel(readSpecArg(config.spec!), config.seed), newParams: null }
+  if (config.from === undefined) {
+    const spec = readSpecArg(config.spec!)
+    checkTrainingFits(config, spec)
+    return { model: initModel(spec, config.seed), newParams: null }
+  }
+  checkTrainingFits(config, readCheckpointInfo(config.from).spec)
   const ckpt = loadCheckpoint(config.from)
   if (ckpt.state) tf.dispose(Object.values(ckpt.state))
   return { model: ckpt.model, ...growthMeta(ckpt.meta) }
@@ -115,6 +133,7 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
         'CHECKPOINT_NOT_FOUND',
         `${args.resume} has no checkpoint yet (the run stopped before its first one); start it again with --config`,
       )
+    checkTrainingFits(config, readCheckpointInfo(join(out, CHECKPOINT_DIR)).spec)
     const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
     model = ckpt.model
     ;({ mask, newParams } = growthMeta(ckpt.meta))
@@ -315,6 +334,12 @@ export async function runEval(args: EvalArgs, io: CommandIo): Promise<void> {
     })
     val = data.valBatches(args.batches ?? 16)
     const r = evaluate(model, val)
+    // A NaN loss is not a result: say where it comes from (weights loaded with --allow-non-finite, or an overflow).
+    if (!Number.isFinite(r.loss))
+      throw new SproutError(
+        'WEIGHTS_NON_FINITE',
+        `${args.checkpoint}: the validation loss is ${r.loss} because ${explainNonFinite(model)}`,
+      )
     if (r.accuracy !== null) {
       io.out(
         `${args.checkpoint} on ${data.describe}: val loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(2)}%`,

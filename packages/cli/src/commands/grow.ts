@@ -1,8 +1,10 @@
 import {
   applyMask,
+  assertFitsMemory,
   type CommandIo,
   checkOutputDir,
   disposeModel,
+  estimateGrowthBytes,
   FlopMeter,
   formatFlops,
   type GrowthContext,
@@ -13,6 +15,7 @@ import {
   type OperatorRegistry,
   parseOptionPairs,
   parseOptions,
+  readCheckpointInfo,
   readSpecFile,
   SeededRandom,
   saveCheckpoint,
@@ -50,6 +53,8 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
   const target = readSpecFile(args.target)
   const options = parseOptions(op, parseOptionPairs(args.option ?? []))
   checkOutputDir(args.out, args.force ?? false)
+  const need = estimateGrowthBytes(readCheckpointInfo(args.from).spec, target)
+  assertFitsMemory(need.bytes, `growing into ${specSummary(target)}`, need.breakdown)
   const { model: source } = loadCheckpoint(args.from)
   try {
     op.check(source.spec, target, options)
