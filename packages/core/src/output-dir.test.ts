@@ -237,7 +237,7 @@ describe('lockOutput', () => {
     mkdirSync(join(parent, 'ckpt'))
     writeFileSync(join(parent, 'ckpt', 'sprout.json'), '{}')
     expect(() => prepareOutput(join(parent, 'other'))).toThrow(
-      /does not hold a checkpoint; choose another folder/,
+      /exists and is not a Sprout checkpoint; choose another folder/,
     )
     expect(() => prepareOutput(join(parent, 'file'))).toThrow(/exists and is a file/)
     expect(() => prepareOutput(join(parent, 'file', 'sub'))).toThrow(/file is a file, not a folder/)

@@ -493,6 +493,8 @@ export interface PrepareOutputOptions {
   marker?: string
   /** What the output is, for messages (default "a checkpoint"). */
   what?: string
+  /** What a folder of another kind is not, for messages (default "a Sprout checkpoint"). */
+  kind?: string
   /** The flag the user named the folder with (default --out). */
   flag?: string
   log?: Log
@@ -532,7 +534,10 @@ export function checkOutputContent(dir: string, options: PrepareOutputOptions = 
   const entries = readdirSync(dir)
   if (entries.length === 0) return
   if (!entries.includes(marker))
-    throw new SproutError('IO', `${flag} ${dir} exists and does not hold ${what}; choose another folder`)
+    throw new SproutError(
+      'IO',
+      `${flag} ${dir} exists and is not ${options.kind ?? 'a Sprout checkpoint'}; choose another folder`,
+    )
   if (!options.force)
     throw new SproutError('IO', `${flag} ${dir} already holds ${what}; pass --force to replace it`)
 }

@@ -1,7 +1,6 @@
 import {
   applyMask,
   type CommandIo,
-  checkOutputDir,
   disposeModel,
   FlopMeter,
   formatFlops,
@@ -13,6 +12,7 @@ import {
   type OperatorRegistry,
   parseOptionPairs,
   parseOptions,
+  prepareOutput,
   readSpecFile,
   SeededRandom,
   saveCheckpoint,
@@ -49,8 +49,16 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
   const op = await resolveMethod(args.method, registry)
   const target = readSpecFile(args.target)
   const options = parseOptions(op, parseOptionPairs(args.option ?? []))
-  checkOutputDir(args.out, args.force ?? false)
-  const { model: source } = loadCheckpoint(args.from)
+  // Locked from here to the end: a second writer to --out is refused at once, naming this process.
+  const log = (line: string) => io.err(line)
+  const lock = prepareOutput(args.out, { force: args.force, log })
+  let source: Model
+  try {
+    source = loadCheckpoint(args.from).model
+  } catch (e) {
+    lock.release()
+    throw e
+  }
   try {
     op.check(source.spec, target, options)
     const flops = new FlopMeter()
@@ -91,6 +99,7 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
           newParams: result.newParams ?? null,
         },
         state: result.optimizerState,
+        log,
       })
       io.out(
         `grew ${specSummary(source.spec)} -> ${specSummary(result.model.spec)} with ${op.name} in ${seconds.toFixed(2)} s`,
@@ -126,5 +135,6 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
     }
   } finally {
     disposeModel(source)
+    lock.release()
   }
 }
