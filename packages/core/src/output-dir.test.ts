@@ -130,9 +130,11 @@ describe('writeOutputDir', () => {
         const lock = lockOutput(dir)
         const line = recoverOutput(dir)
         lock.release()
-        if (point === 'hidden') expect(line).toMatch(/completed the replacement interrupted in process \d+/)
-        if (point === 'ready' && replace) expect(line).toMatch(/dropped the new version/)
-        if (replace) expect(['old', 'new']).toContain(contentOf(dir))
+        if (point === 'hidden')
+          expect(line).toMatch(/restored the previous version that process \d+ had moved aside/)
+        if (point === 'ready') expect(line).toMatch(/dropped the unfinished output of process \d+/)
+        // Rolled back unless the new folder was already in place.
+        expect(contentOf(dir)).toBe(placed ? 'new' : replace ? 'old' : null)
         expect(debris(dir)).toEqual([])
         // A re-run (this process: another PID) succeeds without any manual cleanup.
         await write(dir, 'again')
@@ -149,7 +151,7 @@ describe('writeOutputDir', () => {
     await write(dir, 'again', (l) => lines.push(l))
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(
-      /out: recovered from an interrupted write: took over the lock of process \d+, which is no longer running; completed the replacement interrupted in process \d+/,
+      /out: recovered from an interrupted write: took over the lock of process \d+, which is no longer running; dropped the unfinished output of process \d+; restored the previous version/,
     )
     expect(contentOf(dir)).toBe('again')
     expect(debris(dir)).toEqual([])
@@ -177,11 +179,11 @@ describe('recoverOutput', () => {
     expect(debris(dir)).toEqual([])
   })
 
-  it('completes a swap whose new folder is complete, and removes a previous version left over', () => {
+  it('rolls back a complete new folder not yet in place; finishes one that was', () => {
     const pid = deadPid()
     const dir = prepare('complete', { [`.out.old-${pid}`]: 'old', [`.out.new-${pid}`]: 'new' })
-    expect(recoverOutput(dir)).toMatch(/completed the replacement/)
-    expect(contentOf(dir)).toBe('new')
+    expect(recoverOutput(dir)).toMatch(/dropped the unfinished output .*; restored the previous version/)
+    expect(contentOf(dir)).toBe('old')
     expect(debris(dir)).toEqual([])
     const dir2 = prepare('leftover-old', { out: 'new', [`.out.old-${pid}`]: 'old' })
     expect(recoverOutput(dir2)).toMatch(/removed the previous version left by process/)

@@ -24,8 +24,8 @@ import { SproutError } from './errors.js'
 //   .NAME.lock      the PID of the one process allowed to write NAME
 // Replacing is rename NAME -> .old, rename .new -> NAME, remove .old, so at every instant the old
 // or the new complete folder exists under NAME or under a hidden name the next writer (or reader)
-// recognises: `recoverOutput` completes a swap whose new folder is complete, restores the old one
-// otherwise, and removes the rest.
+// recognises: `recoverOutput` rolls back a write whose folder was not yet in place (restoring the
+// old one), finishes one that was, and removes the rest.
 
 type Log = (line: string) => void
 
@@ -300,19 +300,16 @@ export function recoverOutput(dir: string, log: Log = () => {}): string | null {
       rmSync(at('tmp'), { recursive: true, force: true })
       done.push(`removed the unfinished write of process ${pid}`)
     }
+    // A write that had not put its folder in place is rolled back, so an interrupted command
+    // has no effect and re-running it needs no --force; once placed, it only finishes cleaning up.
     if (stages.has('new')) {
-      if (existsSync(target)) {
-        rmSync(at('new'), { recursive: true, force: true })
-        done.push(`dropped the new version of process ${pid}, which had not replaced the old one yet`)
-      } else {
-        renameSync(at('new'), target)
-        done.push(`completed the replacement interrupted in process ${pid}`)
-      }
+      rmSync(at('new'), { recursive: true, force: true })
+      done.push(`dropped the unfinished output of process ${pid}`)
     }
     if (stages.has('old')) {
       if (existsSync(target)) {
         rmSync(at('old'), { recursive: true, force: true })
-        if (!stages.has('new')) done.push(`removed the previous version left by process ${pid}`)
+        done.push(`removed the previous version left by process ${pid}`)
       } else {
         renameSync(at('old'), target)
         done.push(`restored the previous version that process ${pid} had moved aside`)

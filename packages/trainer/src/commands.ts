@@ -107,7 +107,12 @@ const hasCheckpoint = (out: string) => existsSync(join(out, CHECKPOINT_DIR, 'spr
  */
 function recoverRun(out: string, log: (line: string) => void): void {
   if (!existsSync(out) || !statSync(out).isDirectory()) return
-  recoverOutput(join(out, CHECKPOINT_DIR), log)
+  const checkpointLock = lockOutput(join(out, CHECKPOINT_DIR), log)
+  try {
+    recoverOutput(join(out, CHECKPOINT_DIR), log)
+  } finally {
+    checkpointLock.release()
+  }
   const stale = readdirSync(out).filter((name) => {
     const m = /\.tmp-(\d+)-[a-z0-9]+$/.exec(name)
     return m !== null && !processAlive(Number(m[1]))
