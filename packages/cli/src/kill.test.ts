@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -292,5 +292,54 @@ describe('training runs killed at any point can be resumed or restarted', () => 
     )
     expect(checkpointAbsentOrComplete(out)).toBe(true)
     expect(debris(out)).toEqual([])
+  })
+})
+
+// A real read-only and a real full file system need a tmpfs mount (root); skipped elsewhere.
+const canMount = (() => {
+  if (process.getuid?.() !== 0) return false
+  const probe = mkdtempSync(join(tmpdir(), 'sprout-mnt-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' })
+    execFileSync('umount', [probe], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  } finally {
+    rmSync(probe, { recursive: true, force: true })
+  }
+})()
+
+describe('file-system errors are one line naming the path and the cause, exit 1', () => {
+  it.skipIf(!canMount)('read-only and full file systems (tmpfs mounts)', async () => {
+    for (const [opts, args, cause] of [
+      [
+        'ro,size=64k',
+        (m: string) => grow(join(m, 'a', 'b')),
+        /cannot write .*\/a\/b: the file system is read-only$/,
+      ],
+      [
+        'size=16k',
+        (m: string) => grow(join(m, 'grown')),
+        /cannot write .*\/grown: no space left on the device \(disk full\)$/,
+      ],
+      [
+        'size=16k',
+        (m: string) => toHf(join(m, 'hf')),
+        /cannot write .*\/hf: no space left on the device \(disk full\)$/,
+      ],
+    ] as const) {
+      const mnt = mkdtempSync(join(tmpdir(), 'sprout-mnt-'))
+      execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', mnt])
+      try {
+        const r = await sprout(args(mnt))
+        expect(r.code).toBe(EXIT.error)
+        expect(r.err.filter((l) => l.startsWith('sprout: error'))).toEqual([expect.stringMatching(cause)])
+        expect(readdirSync(mnt)).toEqual([])
+      } finally {
+        execFileSync('umount', [mnt])
+        rmSync(mnt, { recursive: true, force: true })
+      }
+    }
   })
 })

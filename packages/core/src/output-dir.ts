@@ -1,5 +1,7 @@
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   linkSync,
@@ -117,7 +119,24 @@ export function fsError(e: unknown, path?: string): SproutError | null {
     const file = fileOnTheWay(where) ?? (err.path ? fileOnTheWay(err.path) : null)
     if (file) return new SproutError('IO', `cannot write ${where}: ${file} is a file, not a folder`)
   }
+  // mkdir -p on a read-only file system reports ENOENT (the first missing folder): ask the
+  // deepest folder that exists why it cannot be written.
+  if (err.code === 'ENOENT' && err.syscall === 'mkdir') {
+    const why = whyNotWritable(err.path ?? where)
+    if (why) return new SproutError('IO', `cannot write ${where}: ${why}`, { cause: e })
+  }
   return new SproutError('IO', `cannot write ${where}: ${CAUSES[err.code]}`, { cause: e })
+}
+
+function whyNotWritable(path: string): string | null {
+  let p = resolve(path)
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p)
+  try {
+    accessSync(p, constants.W_OK)
+    return null
+  } catch (e) {
+    return CAUSES[(e as NodeJS.ErrnoException).code ?? ''] ?? null
+  }
 }
 
 /** Runs `fn`, turning file-system errors into one-line SproutErrors about `path`. */
