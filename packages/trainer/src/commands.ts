@@ -141,6 +141,9 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   }
   const dir = args.resume ?? args.out!
   checkOutputPath(dir, args.resume !== undefined ? '--resume' : '--out')
+  // Nothing to lock (and no parent folders to create) for a run that does not exist.
+  if (args.resume !== undefined && !existsSync(dir))
+    throw new SproutError('INPUT_INVALID', `${args.resume} does not exist; start a run with --config`)
   const log = (line: string) => io.err(line)
   const lock = lockOutput(dir, log)
   try {
