@@ -470,7 +470,11 @@ export default {
       /checkpointEvery must be a positive integer/,
     ],
     [['train', '--resume', 'BADRUN'], 1, /run file .*run.json is not valid JSON/],
-    [['train', '--resume', 'OUT'], 1, /out-never does not exist; start a run with --config/],
+    [
+      ['train', '--resume', 'OUT'],
+      1,
+      /out-never is not a training run \(it does not exist\); start one with --config/,
+    ],
     [['grow', '--from', 'x'], 2, /required option '--method/],
     [['init', '--spec', 'SPEC', '--out', 'OUT', '--seed', 'abc'], 2, /--seed must be an integer/],
     [['frobnicate'], 2, /unknown command/],

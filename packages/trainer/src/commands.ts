@@ -143,7 +143,10 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   checkOutputPath(dir, args.resume !== undefined ? '--resume' : '--out')
   // Nothing to lock (and no parent folders to create) for a run that does not exist.
   if (args.resume !== undefined && !existsSync(dir))
-    throw new SproutError('INPUT_INVALID', `${args.resume} does not exist; start a run with --config`)
+    throw new SproutError(
+      'INPUT_INVALID',
+      `${args.resume} is not a training run (it does not exist); start one with --config`,
+    )
   const log = (line: string) => io.err(line)
   const lock = lockOutput(dir, log)
   try {
