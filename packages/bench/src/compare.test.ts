@@ -162,6 +162,18 @@ describe('compare', () => {
     await refuse({}, /suite tiny: methods.lemon: method "lemon": option noiseStd/, 'INPUT_INVALID')
   })
 
+  it('a comparison into a folder another running process writes is refused, naming it', async () => {
+    const suiteFile = join(dir, 'tiny-locked.json')
+    writeFileSync(suiteFile, JSON.stringify(suite))
+    const out = join(dir, 'locked')
+    // The lock of a running process that is not this one: vitest's main process.
+    writeFileSync(join(dir, '.locked.lock'), `${process.ppid}\n`)
+    const p = runBenchCompare({ suite: suiteFile, out }, [lemon], capture().io)
+    await expect(p).rejects.toThrow(new RegExp(`locked is being written by process ${process.ppid} \\(lock `))
+    expect(existsSync(out)).toBe(false)
+    rmSync(join(dir, '.locked.lock'))
+  })
+
   it('--jobs trains sources and units in worker processes and reproduces the in-process losses', async () => {
     // One seed and one learning rate keep the worker count small; seed 0 is the same as above.
     const suiteFile = join(dir, 'tiny-jobs.json')

@@ -4,6 +4,7 @@ import {
   type CommandIo,
   disposeModel,
   type GrowthOperator,
+  lockOutput,
   type Model,
   SproutError,
   writeFileAtomic,
@@ -179,6 +180,28 @@ export async function runBenchCompare(
   const jobs = positiveInteger('--jobs', args.jobs) ?? 1
   const planned = plan(suite, operators, args.methods)
   const skipped = preflight(suite, planned, operators)
+  // One comparison per folder at a time: a second `bench compare` into it is refused naming this process.
+  const lock = lockOutput(out, (line) => io.err(line))
+  try {
+    await compareInto(out, args, { suite, operators, planned, skipped, jobs }, io)
+  } finally {
+    lock.release()
+  }
+}
+
+async function compareInto(
+  out: string,
+  args: CompareArgs,
+  plans: {
+    suite: ResolvedSuite
+    operators: GrowthOperator<any>[]
+    planned: ReturnType<typeof plan>
+    skipped: ReturnType<typeof preflight>
+    jobs: number
+  },
+  io: Io,
+): Promise<void> {
+  const { suite, operators, planned, skipped, jobs } = plans
   checkOut(out, suite, args.resume)
   for (const d of runDirs(out)) mkdirSync(d, { recursive: true })
   writeFileAtomic(join(out, SUITE_FILE), JSON.stringify(suite, null, 2))

@@ -195,7 +195,7 @@ describe('--json prints exactly one JSON document on stdout', () => {
     expect(r.doc.error.message).not.toMatch(/\n/)
   })
 
-  it('an unavailable --backend is a JSON error too', async () => {
+  it('an unknown --backend is a usage error (exit 2), a JSON error too', async () => {
     const stdout: string[] = []
     const code = await main(
       ['--backend', 'warp', 'init', '--spec', specPath, '--out', join(dir, 'w'), '--json'],
@@ -204,9 +204,9 @@ describe('--json prints exactly one JSON document on stdout', () => {
         err: () => {},
       },
     )
-    expect(code).toBe(EXIT.error)
+    expect(code).toBe(EXIT.usage)
     expect(JSON.parse(stdout.join('\n')).error).toMatchObject({
-      code: 'BACKEND_UNAVAILABLE',
+      code: 'USAGE',
       message: expect.stringMatching(/unknown backend "warp"/),
     })
   })

@@ -447,6 +447,34 @@ export default {
     [['init', '--spec', 'NOTJSON', '--out', 'OUT'], 1, /not valid JSON/],
     [['init', '--spec', 'SPEC', '--out', 'SRC'], 1, /already holds a checkpoint; pass --force/],
     [['init', '--spec', 'SPEC', '--out', 'FOREIGN'], 1, /is not a Sprout checkpoint/],
+    // File-system problems and config problems: one line, exit 1 (issue 21).
+    [
+      ['init', '--spec', 'SPEC', '--out', 'UNDERFILE'],
+      1,
+      /cannot write .*afile\/sub: .*afile is a file, not a folder/,
+    ],
+    [['init', '--spec', 'SPEC', '--out', ''], 1, /^sprout: error: --out is empty; name the folder to write$/],
+    [['grow', '--method', 'identity', '--from', 'SRC', '--target', 'SPEC', '--out', ''], 1, /--out is empty/],
+    [['convert', '--to', 'hf', '--in', 'SRC', '--out', ''], 1, /--out is empty/],
+    [['train', '--config', 'CFG_TOKENIZER', '--out', ''], 1, /--out is empty/],
+    [['train', '--config', 'CFG_TOKENIZER', '--out', 'OUT'], 1, /tokenizer: "nope" is not one of/],
+    [['train', '--config', 'CFG_SEQLEN', '--out', 'OUT'], 1, /seqLen 99 exceeds the model's maxSeqLen/],
+    [
+      ['train', '--config', 'CFG_FREEZE', '--out', 'OUT'],
+      1,
+      /frozen parameter .* is not in the model|freeze/,
+    ],
+    [
+      ['train', '--config', 'CFG_OK', '--out', 'OUT', '--checkpoint-every', '0'],
+      1,
+      /checkpointEvery must be a positive integer/,
+    ],
+    [['train', '--resume', 'BADRUN'], 1, /run file .*run.json is not valid JSON/],
+    [
+      ['train', '--resume', 'OUT'],
+      1,
+      /out-never is not a training run \(it does not exist\); start one with --config/,
+    ],
     [['grow', '--from', 'x'], 2, /required option '--method/],
     [['init', '--spec', 'SPEC', '--out', 'OUT', '--seed', 'abc'], 2, /--seed must be an integer/],
     [['frobnicate'], 2, /unknown command/],
@@ -461,7 +489,21 @@ export default {
       NOTJSON: join(dir, 'notjson.json'),
       NOTOP: join(dir, 'notop.mjs'),
       FOREIGN: join(dir, 'foreign'),
+      UNDERFILE: join(dir, 'afile', 'sub'),
+      CFG_TOKENIZER: join(dir, 'cfg-tokenizer.json'),
+      CFG_OK: join(dir, 'cfg-ok.json'),
+      CFG_SEQLEN: join(dir, 'cfg-seqlen.json'),
+      CFG_FREEZE: join(dir, 'cfg-freeze.json'),
+      BADRUN: join(dir, 'badrun'),
     }
+    writeFileSync(join(dir, 'afile'), 'x')
+    const cfg = { spec, data: 'moby-dick', steps: 1, batchSize: 2, evalBatches: 1 }
+    writeFileSync(files.CFG_TOKENIZER, JSON.stringify({ ...cfg, tokenizer: 'nope' }))
+    writeFileSync(files.CFG_OK, JSON.stringify({ ...cfg, spec: { ...spec, vocabSize: 256 } }))
+    writeFileSync(files.CFG_SEQLEN, JSON.stringify({ ...cfg, seqLen: 99 }))
+    writeFileSync(files.CFG_FREEZE, JSON.stringify({ ...cfg, freeze: ['layers.9.attn.q.weight'] }))
+    mkdirSync(files.BADRUN, { recursive: true })
+    writeFileSync(join(files.BADRUN, 'run.json'), '{"config": ')
     writeFileSync(files.BIG, JSON.stringify({ ...spec, dModel: 32 }))
     writeFileSync(files.SMALL, JSON.stringify({ ...spec, nLayers: 1, dFF: 16 }))
     writeFileSync(files.BADSPEC, JSON.stringify({ ...spec, dModel: 100, nHeads: 3 }))

@@ -2,9 +2,11 @@ import { readFileSync } from 'node:fs'
 import { runBenchCompare, runBenchReport, runThroughput } from '@sprout/bench'
 import {
   describeBackend,
+  fsError,
   isSproutError,
   parseByteSize,
   processIo,
+  SproutError,
   selectBackend,
   setRuntimeLimits,
 } from '@sprout/core'
@@ -32,7 +34,15 @@ function integer(name: string) {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 
+/** An unknown `--backend` name is a command-line mistake (exit 2), like an unknown option. */
+function checkBackendFlag(flag: string | undefined): void {
+  const names = [...new Set([...CLI_BACKENDS.map((c) => c.name), 'cpu'])]
+  if (flag !== undefined && !names.includes(flag))
+    throw new SproutError('USAGE', `unknown backend "${flag}"; choose ${names.join(', ')}`)
+}
+
 async function withBackend(flag: string | undefined, io: Io): Promise<void> {
+  checkBackendFlag(flag)
   const choice = await selectBackend(flag, { candidates: CLI_BACKENDS })
   io.err(`sprout: ${describeBackend(choice)}`)
 }
@@ -204,6 +214,7 @@ export function buildProgram(io: Io): Command {
     .option('--steps <n>', 'timed steps (after one warm-up step)', integer('--steps'), 10)
     .option('--json', 'print {backend, params, stepSeconds, tokensPerSecond} as the only stdout output')
     .action(async (opts) => {
+      checkBackendFlag(program.opts().backend)
       await runThroughput({ ...opts, backend: program.opts().backend }, io)
     })
   bench
@@ -319,6 +330,13 @@ async function run(argv: string[], io: Io, raw: Io): Promise<number> {
       io.err(`sprout: error: ${e.message}`)
       fail(e.code, e.message)
       return e.code === 'USAGE' ? EXIT.usage : e.code === 'INTERRUPTED' ? EXIT.interrupted : EXIT.error
+    }
+    // A file-system error no command translated (a full disk mid-run, ...): still one line, exit 1.
+    const fs = fsError(e)
+    if (fs) {
+      io.err(`sprout: error: ${fs.message}`)
+      fail(fs.code, fs.message)
+      return EXIT.error
     }
     const err = e as Error
     io.err(`sprout: internal error: ${err?.message ?? String(e)}`)

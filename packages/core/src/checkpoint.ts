@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { SproutError } from './errors.js'
 import { estimateModelBytes } from './estimate.js'
-import { writeFileAtomic } from './fsutil.js'
 import { allowNonFinite, assertFiniteTensor, assertFitsMemory, formatBytes } from './limits.js'
+import { fsError, hasLeftovers, lockOutput, recoverOutput, writeOutputDir } from './output-dir.js'
 import { type Model, type Params, paramTable } from './params.js'
 import {
   openSafetensors,
@@ -37,6 +37,8 @@ export interface SaveOptions {
   /** Extra tensors (optimizer state, ...) saved to state.safetensors. */
   state?: Params
   floatFormat?: 'F32' | 'F16' | 'BF16'
+  /** Where the one-line notes go (a recovered interrupted write, a stale lock taken over). */
+  log?: (line: string) => void
 }
 
 async function toWritable(tensors: Params): Promise<Map<string, TensorToWrite>> {
@@ -48,62 +50,72 @@ async function toWritable(tensors: Params): Promise<Map<string, TensorToWrite>> 
   return out
 }
 
-function isCheckpointOrEmpty(dir: string): boolean {
-  const entries = readdirSync(dir)
-  return entries.length === 0 || entries.includes(SIDECAR)
+/**
+ * Writes a checkpoint directory: model.safetensors (+ state.safetensors) and sprout.json.
+ * Everything is written to a hidden sibling folder, flushed and swapped in by rename
+ * (output-dir.ts), under the folder's lock: a crash never leaves a half-written checkpoint where
+ * a reader would look, and the next write recovers what an interrupted one left. An existing
+ * checkpoint is replaced (commands refuse that without --force before calling this).
+ */
+export async function saveCheckpoint(dir: string, model: Model, options: SaveOptions = {}): Promise<void> {
+  const lock = lockOutput(dir, options.log)
+  try {
+    recoverOutput(dir, options.log)
+    if (existsSync(dir)) {
+      if (!statSync(dir).isDirectory())
+        throw new SproutError('IO', `${dir} exists and is a file; choose another output directory`)
+      const entries = readdirSync(dir)
+      if (entries.length > 0 && !entries.includes(SIDECAR))
+        throw new SproutError(
+          'IO',
+          `${dir} exists and is not a Sprout checkpoint; refusing to overwrite it, choose another output directory`,
+        )
+    }
+    await writeOutputDir(
+      dir,
+      async (tmp) => {
+        const params = await toWritable(model.params)
+        writeSafetensors(join(tmp, WEIGHTS), params, { format: 'pt' }, options.floatFormat ?? 'F32')
+        if (options.state && Object.keys(options.state).length > 0)
+          writeSafetensors(join(tmp, STATE), await toWritable(options.state))
+        const sidecar = {
+          format: CHECKPOINT_FORMAT,
+          version: CHECKPOINT_VERSION,
+          spec: model.spec,
+          meta: options.meta ?? {},
+        }
+        writeFileSync(join(tmp, SIDECAR), `${JSON.stringify(sidecar, null, 2)}\n`)
+      },
+      options.log,
+    )
+  } catch (e) {
+    throw e instanceof SproutError
+      ? e
+      : (fsError(e, dir) ?? new SproutError('IO', `cannot write checkpoint ${dir}: ${(e as Error).message}`))
+  } finally {
+    lock.release()
+  }
 }
 
 /**
- * Writes a checkpoint directory: model.safetensors (+ state.safetensors) and sprout.json.
- * Everything is written to a sibling temp directory first, then swapped in by rename, so a
- * crash never leaves a half-written checkpoint where a reader would look.
+ * A reader that finds no checkpoint where an interrupted write left one hidden (a kill between
+ * the renames of a swap) puts it back first, saying so on stderr; a writer still running gets
+ * lockOutput's one-line refusal naming it.
  */
-export async function saveCheckpoint(dir: string, model: Model, options: SaveOptions = {}): Promise<void> {
-  const target = resolve(dir)
-  if (existsSync(target)) {
-    if (!statSync(target).isDirectory())
-      throw new SproutError('IO', `${dir} exists and is a file; choose another output directory`)
-    if (!isCheckpointOrEmpty(target))
-      throw new SproutError(
-        'IO',
-        `${dir} exists and is not a Sprout checkpoint; refusing to overwrite it, choose another output directory`,
-      )
-  }
-  const parent = dirname(target)
-  mkdirSync(parent, { recursive: true })
-  const tmp = join(parent, `.${basename(target)}.tmp-${process.pid}-${Date.now()}`)
-  mkdirSync(tmp)
+function recoverForReading(dir: string): void {
+  const log = (line: string) => process.stderr.write(`sprout: ${line}\n`)
+  const lock = lockOutput(dir, log)
   try {
-    const params = await toWritable(model.params)
-    writeSafetensors(join(tmp, WEIGHTS), params, { format: 'pt' }, options.floatFormat ?? 'F32')
-    if (options.state && Object.keys(options.state).length > 0)
-      writeSafetensors(join(tmp, STATE), await toWritable(options.state))
-    const sidecar = {
-      format: CHECKPOINT_FORMAT,
-      version: CHECKPOINT_VERSION,
-      spec: model.spec,
-      meta: options.meta ?? {},
-    }
-    writeFileAtomic(join(tmp, SIDECAR), `${JSON.stringify(sidecar, null, 2)}\n`)
-    if (existsSync(target)) {
-      const old = join(parent, `.${basename(target)}.old-${process.pid}-${Date.now()}`)
-      renameSync(target, old)
-      renameSync(tmp, target)
-      rmSync(old, { recursive: true, force: true })
-    } else {
-      renameSync(tmp, target)
-    }
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true })
-    throw e instanceof SproutError
-      ? e
-      : new SproutError('IO', `cannot write checkpoint ${dir}: ${(e as Error).message}`)
+    recoverOutput(dir, log)
+  } finally {
+    lock.release()
   }
 }
 
 /** Reads and validates sprout.json without loading weights. */
 export function readCheckpointInfo(dir: string): { spec: TransformerSpec; meta: CheckpointMeta } {
   const sidecarPath = join(dir, SIDECAR)
+  if (!existsSync(sidecarPath) && hasLeftovers(dir)) recoverForReading(dir)
   if (!existsSync(dir))
     throw new SproutError('CHECKPOINT_NOT_FOUND', `checkpoint directory ${dir} does not exist`)
   if (!existsSync(sidecarPath))

@@ -1,5 +1,6 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { SproutError, type SproutErrorCode } from './errors.js'
+import { checkOutputContent } from './output-dir.js'
 import { parseSpec, type TransformerSpec } from './spec.js'
 
 // What every package with commands (cli, trainer, interop, bench) shares: where a command
@@ -45,18 +46,8 @@ export function readSpecFile(path: string): TransformerSpec {
 /**
  * Refuses an `--out` directory a checkpoint must not be written into: a file, a non-empty
  * directory that is not a Sprout checkpoint, or (without `force`) an existing checkpoint.
+ * Commands that write use `prepareOutput` (output-dir.ts), which also locks and recovers.
  */
 export function checkOutputDir(dir: string, force: boolean): void {
-  if (!existsSync(dir)) return
-  if (!statSync(dir).isDirectory())
-    throw new SproutError('IO', `--out ${dir} exists and is a file; choose another directory`)
-  const entries = readdirSync(dir)
-  if (entries.length === 0) return
-  if (!entries.includes('sprout.json'))
-    throw new SproutError(
-      'IO',
-      `--out ${dir} exists and is not a Sprout checkpoint; choose another directory`,
-    )
-  if (!force)
-    throw new SproutError('IO', `--out ${dir} already holds a checkpoint; pass --force to overwrite it`)
+  checkOutputContent(dir, { force })
 }

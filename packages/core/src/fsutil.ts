@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { SproutError } from './errors.js'
+import { fsError } from './output-dir.js'
 
 /** Writes a file so that readers see either the old content or the complete new one, never a prefix. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
@@ -17,6 +18,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     renameSync(tmp, path)
   } catch (e) {
     rmSync(tmp, { force: true })
-    throw new SproutError('IO', `cannot write ${path}: ${(e as Error).message}`)
+    throw (
+      fsError(e, path) ?? new SproutError('IO', `cannot write ${path}: ${(e as Error).message}`, { cause: e })
+    )
   }
 }

@@ -107,7 +107,7 @@ export async function openDataset(
     )
   const seqLen = opts.seqLen ?? spec.maxSeqLen
   if (seqLen > spec.maxSeqLen)
-    throw new SproutError('USAGE', `seqLen ${seqLen} exceeds the model's maxSeqLen ${spec.maxSeqLen}`)
+    throw new SproutError('INPUT_INVALID', `seqLen ${seqLen} exceeds the model's maxSeqLen ${spec.maxSeqLen}`)
   const text = loadText(source)
   const tokenizer = await makeTokenizer(opts.tokenizer ?? 'byte', text.text)
   const masked = spec.family === 'encoder'

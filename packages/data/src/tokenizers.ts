@@ -61,5 +61,5 @@ export async function makeTokenizer(name: TokenizerName, text: string): Promise<
   if (name === 'byte') return byteTokenizer()
   if (name === 'char') return charTokenizer(text)
   if (name === 'gpt2') return gpt2Tokenizer()
-  throw new SproutError('USAGE', `unknown tokenizer "${name}"; choose byte, char or gpt2`)
+  throw new SproutError('INPUT_INVALID', `unknown tokenizer "${name}"; choose byte, char or gpt2`)
 }

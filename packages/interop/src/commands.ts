@@ -3,7 +3,6 @@ import { join } from 'node:path'
 import {
   allowNonFinite,
   type CommandIo,
-  checkOutputDir,
   countNonFinite,
   describeNonFinite,
   disposeModel,
@@ -11,6 +10,7 @@ import {
   forward,
   loadCheckpoint,
   type Model,
+  prepareOutput,
   readJsonFile,
   SproutError,
   saveCheckpoint,
@@ -52,7 +52,8 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
   const fmt = args.from ?? args.to
   if (fmt !== 'hf')
     usage(`unknown format "${fmt}"; the only format is "hf" (Hugging Face safetensors directories)`)
-  if (!args.in || !args.out) usage('convert needs --in DIR and --out DIR')
+  if (!args.in || args.out === undefined) usage('convert needs --in DIR and --out DIR')
+  const log = (line: string) => io.err(line)
   if (args.from !== undefined) {
     for (const [flag, v] of [
       ['--dtype', args.dtype],
@@ -60,10 +61,18 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
       ['--shard-mb', args.shardMb],
     ] as const)
       if (v !== undefined) usage(`${flag} applies to --to hf only (a Sprout checkpoint stores float32)`)
-    checkOutputDir(args.out, args.force ?? false)
-    const { model, info } = importHuggingFace(args.in)
+    const lock = prepareOutput(args.out, { force: args.force, log })
+    let imported: ReturnType<typeof importHuggingFace>
+    try {
+      imported = importHuggingFace(args.in)
+    } catch (e) {
+      lock.release()
+      throw e
+    }
+    const { model, info } = imported
     try {
       await saveCheckpoint(args.out, model, {
+        log,
         meta: {
           convertedFrom: {
             format: 'huggingface',
@@ -89,6 +98,7 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
         )
     } finally {
       disposeModel(model)
+      lock.release()
     }
     return
   }
@@ -97,7 +107,21 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
   if (args.arch !== undefined && !(args.arch in CONVERTERS))
     usage(`--arch "${args.arch}" is not one of ${Object.keys(CONVERTERS).join(', ')}`)
   if (args.shardMb !== undefined && !(args.shardMb > 0)) usage('--shard-mb must be a positive number')
-  const { model, meta } = loadCheckpoint(args.in)
+  const lock = prepareOutput(args.out, {
+    force: args.force,
+    log,
+    marker: 'config.json',
+    what: 'a Hugging Face model',
+    kind: 'a Hugging Face model directory',
+  })
+  let loaded: ReturnType<typeof loadCheckpoint>
+  try {
+    loaded = loadCheckpoint(args.in)
+  } catch (e) {
+    lock.release()
+    throw e
+  }
+  const { model, meta } = loaded
   try {
     // A model imported from Hugging Face keeps its label names and special token ids.
     const origin = meta.convertedFrom as { config?: HfConfig } | undefined
@@ -107,6 +131,7 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
       dtype,
       maxShardBytes: args.shardMb ? Math.floor(args.shardMb * 1e6) : undefined,
       force: args.force,
+      log,
     })
     for (const n of res.notes) io.err(`note: ${n}`)
     io.out(
@@ -116,6 +141,7 @@ export async function runConvert(args: ConvertArgs, io: CommandIo): Promise<void
       io.out(JSON.stringify({ direction: 'to-hf', arch: res.arch, dtype, files: res.files, out: args.out }))
   } finally {
     disposeModel(model)
+    lock.release()
   }
 }
 

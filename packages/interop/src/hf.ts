@@ -1,10 +1,12 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { cpSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   allowNonFinite,
   assertFiniteTensor,
   assertFitsMemory,
+  fsError,
   type Model,
+  OutputWriter,
   openSafetensors,
   type Params,
   readJsonFile,
@@ -13,7 +15,6 @@ import {
   type TensorToWrite,
   type TransformerSpec,
   validateParams,
-  writeFileAtomic,
   writeSafetensors,
 } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
@@ -66,8 +67,10 @@ export interface HfExportOptions {
   dtype?: HfDtype
   /** Split weights into shards of at most this many bytes (with model.safetensors.index.json). */
   maxShardBytes?: number
-  /** Overwrite an existing Hugging Face directory (one with a config.json). */
+  /** Replace an existing Hugging Face directory (one with a config.json). */
   force?: boolean
+  /** Where one-line notes go (an interrupted earlier export recovered, a stale lock taken over). */
+  log?: (line: string) => void
   /**
    * The config.json the model was imported from: its non-structural fields (label names,
    * special token ids, ...) are carried over; structural fields always come from the spec.
@@ -353,9 +356,18 @@ function checkExportDir(dir: string, force: boolean): void {
     )
 }
 
+/** What an export writes; anything else in a replaced directory (tokenizer, README, ...) is kept. */
+const isExportFile = (f: string) =>
+  f === 'config.json' ||
+  f === 'model.safetensors' ||
+  f === 'model.safetensors.index.json' ||
+  /^model-\d+-of-\d+\.safetensors$/.test(f)
+
 /**
  * Writes a model as a Hugging Face directory: config.json with the architecture's own field
- * names and model.safetensors (or shards + index) with its tensor names and layouts.
+ * names and model.safetensors (or shards + index) with its tensor names and layouts. The
+ * directory is written beside its place and swapped in (core's OutputWriter): a crash leaves the
+ * old complete directory or the new one, never weights without their config.
  */
 export function exportHuggingFace(model: Model, dir: string, options: HfExportOptions = {}): HfExportResult {
   const dtype = options.dtype ?? 'f32'
@@ -363,7 +375,8 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
     throw new SproutError('USAGE', `dtype "${dtype}" is not supported; choose f32, f16 or bf16`)
   const { arch, config, tensors, notes } = toHuggingFace(model, options)
   checkExportDir(dir, options.force ?? false)
-  mkdirSync(dir, { recursive: true })
+  const writer = new OutputWriter(dir, options.log)
+  const tmp = writer.tmp
   const bytesPer = dtype === 'f32' ? 4 : 2
   const names = [...tensors.keys()].sort()
   const shards: string[][] = [[]]
@@ -386,30 +399,33 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
       const t = tensors.get(n)!
       m.set(n, { dtype: 'float32', shape: t.shape, data: t.data })
     }
-    writeSafetensors(join(dir, file), m, { format: 'pt' }, FLOAT_FORMAT[dtype])
+    writeSafetensors(join(tmp, file), m, { format: 'pt' }, FLOAT_FORMAT[dtype])
     files.push(file)
   }
-  const stale = [
-    'model.safetensors',
-    'model.safetensors.index.json',
-    ...readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f)),
-  ]
-  if (shards.length === 1) {
-    write('model.safetensors', shards[0])
-  } else {
-    const weightMap: Record<string, string> = {}
-    shards.forEach((group, i) => {
-      const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`
-      write(file, group)
-      for (const n of group) weightMap[n] = file
-    })
-    const index = { metadata: { total_size: total }, weight_map: weightMap }
-    writeFileAtomic(join(dir, 'model.safetensors.index.json'), `${JSON.stringify(index, null, 2)}\n`)
-    files.push('model.safetensors.index.json')
+  try {
+    if (shards.length === 1) {
+      write('model.safetensors', shards[0])
+    } else {
+      const weightMap: Record<string, string> = {}
+      shards.forEach((group, i) => {
+        const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`
+        write(file, group)
+        for (const n of group) weightMap[n] = file
+      })
+      const index = { metadata: { total_size: total }, weight_map: weightMap }
+      writeFileSync(join(tmp, 'model.safetensors.index.json'), `${JSON.stringify(index, null, 2)}\n`)
+      files.push('model.safetensors.index.json')
+    }
+    writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
+    files.push('config.json')
+    // Weights of an older export are not copied (they would confuse loaders); the user's files are.
+    if (existsSync(dir))
+      for (const f of readdirSync(dir))
+        if (!isExportFile(f)) cpSync(join(dir, f), join(tmp, f), { recursive: true })
+  } catch (e) {
+    writer.abort()
+    throw fsError(e, dir) ?? e
   }
-  // Files of an older export that the new one does not use would confuse loaders.
-  for (const f of stale) if (!files.includes(f)) rmSync(join(dir, f), { force: true })
-  writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
-  files.push('config.json')
+  writer.commit()
   return { arch, config, files, notes }
 }

@@ -1,23 +1,30 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
   assertFitsMemory,
   type CommandIo,
+  checkOutputPath,
   disposeModel,
   estimateTrainingBytes,
   explainNonFinite,
   formatFlops,
+  fsError,
   type GrowthContext,
   type GrowthMask,
   initModel,
   loadCheckpoint,
+  lockOutput,
   type Model,
   parseSpec,
+  processAlive,
   readCheckpointInfo,
+  readJsonFile,
   readSpecFile,
+  recoverOutput,
   SproutError,
   specSummary,
   type TransformerSpec,
+  withFsErrors,
   writeFileAtomic,
 } from '@sprout/core'
 import { type Dataset, openDataset, type TokenizerName } from '@sprout/data'
@@ -90,19 +97,87 @@ function initialModel(config: RunConfig): { model: Model; mask?: GrowthMask; new
   return { model: ckpt.model, ...growthMeta(ckpt.meta) }
 }
 
-function refuseExistingRun(out: string): void {
-  if (!existsSync(out)) return
-  if (existsSync(join(out, RUN_FILE)))
+/**
+ * What `--config … --out DIR` finds in DIR: nothing (a new run), a run that died before its first
+ * checkpoint (restarted in place), or something it must not touch (refused).
+ */
+function existingRun(out: string): 'none' | 'restart' {
+  if (!existsSync(out)) return 'none'
+  if (!statSync(out).isDirectory())
+    throw new SproutError('IO', `--out ${out} exists and is a file; choose another directory`)
+  if (existsSync(join(out, RUN_FILE))) {
+    if (!hasCheckpoint(out)) return 'restart'
     throw new SproutError(
       'IO',
       `--out ${out} already holds a training run; continue it with \`sprout train --resume ${out}\` or choose another --out`,
     )
+  }
   if (readdirSync(out).length > 0)
     throw new SproutError('IO', `--out ${out} exists and is not empty; choose another directory`)
+  return 'none'
 }
 
-/** `sprout train --config run.json --out DIR` and `sprout train --resume DIR`. */
+const hasCheckpoint = (out: string) => existsSync(join(out, CHECKPOINT_DIR, 'sprout.json'))
+
+/**
+ * Puts a run folder back in order after a process died in it: an interrupted checkpoint swap is
+ * completed or rolled back (output-dir.ts), and temporary files of dead processes are removed.
+ */
+function recoverRun(out: string, log: (line: string) => void): void {
+  if (!existsSync(out) || !statSync(out).isDirectory()) return
+  const checkpointLock = lockOutput(join(out, CHECKPOINT_DIR), log)
+  try {
+    recoverOutput(join(out, CHECKPOINT_DIR), log)
+  } finally {
+    checkpointLock.release()
+  }
+  const stale = readdirSync(out).filter((name) => {
+    const m = /\.tmp-(\d+)-[a-z0-9]+$/.exec(name)
+    return m !== null && !processAlive(Number(m[1]))
+  })
+  for (const name of stale) rmSync(join(out, name), { force: true })
+  if (stale.length > 0) log(`${out}: removed ${stale.length} unfinished file(s) of a process that died`)
+}
+
+/**
+ * `sprout train --config run.json --out DIR` and `sprout train --resume DIR`. The run folder is
+ * locked for the whole run: a second writer gets one line naming this process.
+ */
 export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
+  if (args.resume !== undefined) {
+    // A resumed run keeps its config and seed (changing them would break exact continuation).
+    if (args.config !== undefined)
+      throw new SproutError('USAGE', '--resume continues a run with its saved config; drop --config')
+    if (args.seed !== undefined)
+      throw new SproutError('USAGE', "--resume keeps the run's seed so the data order continues; drop --seed")
+    if (args.out !== undefined && resolve(args.out) !== resolve(args.resume))
+      throw new SproutError('USAGE', '--resume writes into the run directory itself; drop --out')
+  } else {
+    if (args.config === undefined) throw new SproutError('USAGE', 'pass --config run.json (or --resume DIR)')
+    if (args.out === undefined)
+      throw new SproutError('USAGE', 'pass --out DIR for the checkpoints and metrics')
+  }
+  const dir = args.resume ?? args.out!
+  checkOutputPath(dir, args.resume !== undefined ? '--resume' : '--out')
+  // Nothing to lock (and no parent folders to create) for a run that does not exist.
+  if (args.resume !== undefined && !existsSync(dir))
+    throw new SproutError(
+      'INPUT_INVALID',
+      `${args.resume} is not a training run (it does not exist); start one with --config`,
+    )
+  const log = (line: string) => io.err(line)
+  const lock = lockOutput(dir, log)
+  try {
+    withFsErrors(dir, () => recoverRun(resolve(dir), log))
+    await trainLocked(args, io)
+  } catch (e) {
+    throw fsError(e) ?? e
+  } finally {
+    lock.release()
+  }
+}
+
+async function trainLocked(args: TrainArgs, io: CommandIo): Promise<void> {
   let config: RunConfig
   let out: string
   let model: Model
@@ -113,13 +188,6 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
   let stage = 0
   let records: StageRecord[] = []
   if (args.resume !== undefined) {
-    // A resumed run keeps its config and seed (changing them would break exact continuation).
-    if (args.config !== undefined)
-      throw new SproutError('USAGE', '--resume continues a run with its saved config; drop --config')
-    if (args.seed !== undefined)
-      throw new SproutError('USAGE', "--resume keeps the run's seed so the data order continues; drop --seed")
-    if (args.out !== undefined && resolve(args.out) !== resolve(args.resume))
-      throw new SproutError('USAGE', '--resume writes into the run directory itself; drop --out')
     out = resolve(args.resume)
     const runFile = join(out, RUN_FILE)
     if (!existsSync(runFile))
@@ -127,38 +195,42 @@ export async function runTrain(args: TrainArgs, io: CommandIo): Promise<void> {
         'INPUT_INVALID',
         `${args.resume} is not a training run (no ${RUN_FILE}); start one with --config`,
       )
-    config = parseRunConfig(JSON.parse(readFileSync(runFile, 'utf8')).config, runFile)
-    if (!existsSync(join(out, CHECKPOINT_DIR, 'sprout.json')))
-      throw new SproutError(
-        'CHECKPOINT_NOT_FOUND',
-        `${args.resume} has no checkpoint yet (the run stopped before its first one); start it again with --config`,
-      )
-    checkTrainingFits(config, readCheckpointInfo(join(out, CHECKPOINT_DIR)).spec)
-    const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
-    model = ckpt.model
-    ;({ mask, newParams } = growthMeta(ckpt.meta))
-    optimizerState = ckpt.state ?? undefined
-    resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
-    stage = (ckpt.meta as { stage?: number }).stage ?? 0
-    records = (ckpt.meta as { stages?: StageRecord[] }).stages ?? []
-    if (!resumeFrom) {
-      disposeModel(model)
-      if (optimizerState) tf.dispose(Object.values(optimizerState))
-      throw new SproutError('CHECKPOINT_INVALID', `${out}/${CHECKPOINT_DIR} has no trainer state`)
-    }
+    config = parseRunConfig((readJsonFile(runFile, 'run') as { config?: unknown })?.config, runFile)
     if (args.steps !== undefined) config = { ...config, steps: args.steps }
     if (args.checkpointEvery !== undefined) config = { ...config, checkpointEvery: args.checkpointEvery }
-    io.err(`resuming ${out} at step ${resumeFrom.step}`)
+    if (!hasCheckpoint(out)) {
+      // Died before its first checkpoint (a kill, an out-of-memory abort): nothing to continue
+      // from, so the run starts again from step 0 with the config it recorded.
+      io.err(
+        `${args.resume} has no checkpoint yet (the run stopped before its first one): restarting it from step 0 with its recorded config`,
+      )
+      ;({ model, mask, newParams } = initialModel(config))
+    } else {
+      checkTrainingFits(config, readCheckpointInfo(join(out, CHECKPOINT_DIR)).spec)
+      const ckpt = loadCheckpoint(join(out, CHECKPOINT_DIR))
+      model = ckpt.model
+      ;({ mask, newParams } = growthMeta(ckpt.meta))
+      optimizerState = ckpt.state ?? undefined
+      resumeFrom = (ckpt.meta as { trainer?: TrainerState }).trainer
+      stage = (ckpt.meta as { stage?: number }).stage ?? 0
+      records = (ckpt.meta as { stages?: StageRecord[] }).stages ?? []
+      if (!resumeFrom) {
+        disposeModel(model)
+        if (optimizerState) tf.dispose(Object.values(optimizerState))
+        throw new SproutError('CHECKPOINT_INVALID', `${out}/${CHECKPOINT_DIR} has no trainer state`)
+      }
+      io.err(`resuming ${out} at step ${resumeFrom.step}`)
+    }
   } else {
-    if (args.config === undefined) throw new SproutError('USAGE', 'pass --config run.json (or --resume DIR)')
-    config = readRunConfig(args.config)
+    config = readRunConfig(args.config!)
     if (args.steps !== undefined) config.steps = args.steps
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery
     if (args.seed !== undefined) config.seed = args.seed
-    if (args.out === undefined)
-      throw new SproutError('USAGE', 'pass --out DIR for the checkpoints and metrics')
-    out = resolve(args.out)
-    refuseExistingRun(out)
+    out = resolve(args.out!)
+    if (existingRun(out) === 'restart')
+      io.err(
+        `${args.out} holds a run that stopped before its first checkpoint: starting it again with this config`,
+      )
     ;({ model, mask, newParams } = initialModel(config))
   }
   let frozen: Set<string>

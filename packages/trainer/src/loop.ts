@@ -160,7 +160,7 @@ export function evaluateMasked(model: Model, val: Batch[], mask: GrowthMask | un
 
 function checkConfig(c: TrainConfig): void {
   const bad = (field: string, why: string) => {
-    throw new SproutError('USAGE', `training config: ${field} ${why}`)
+    throw new SproutError('INPUT_INVALID', `training config: ${field} ${why}`)
   }
   if (!Number.isInteger(c.steps) || c.steps < 0)
     bad('steps', `must be a non-negative integer (got ${c.steps})`)
@@ -254,7 +254,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const frozen = new Set(opts.frozen ?? [])
   for (const name of frozen)
     if (!opts.model.params[name])
-      throw new SproutError('USAGE', `training: frozen parameter "${name}" is not in the model`)
+      throw new SproutError('INPUT_INVALID', `training: frozen parameter "${name}" is not in the model`)
   const { vars, byVarName } = toVariables(opts.model.params, frozen)
   // Frozen parameters stay the caller's tensors: the tape never differentiates them.
   const model: Model = {
@@ -301,6 +301,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         await saveCheckpoint(join(opts.outDir, CHECKPOINT_DIR), model, {
           meta: { ...opts.meta, trainer: state },
           state: moments,
+          log,
         })
       } finally {
         tf.dispose(Object.values(moments))

@@ -456,6 +456,7 @@ export async function trainProgressive(opts: ProgressiveOptions): Promise<Progre
         await saveCheckpoint(join(opts.outDir, CHECKPOINT_DIR), model, {
           meta: { ...meta(), trainer: state },
           state: moments,
+          log: opts.log,
         })
       opts.onStage?.(records)
     }

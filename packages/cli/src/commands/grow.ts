@@ -2,7 +2,6 @@ import {
   applyMask,
   assertFitsMemory,
   type CommandIo,
-  checkOutputDir,
   disposeModel,
   estimateGrowthBytes,
   FlopMeter,
@@ -15,6 +14,7 @@ import {
   type OperatorRegistry,
   parseOptionPairs,
   parseOptions,
+  prepareOutput,
   readCheckpointInfo,
   readSpecFile,
   SeededRandom,
@@ -52,10 +52,19 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
   const op = await resolveMethod(args.method, registry)
   const target = readSpecFile(args.target)
   const options = parseOptions(op, parseOptionPairs(args.option ?? []))
-  checkOutputDir(args.out, args.force ?? false)
+  // Sized before anything is written or locked: a growth that cannot fit is refused at once.
   const need = estimateGrowthBytes(readCheckpointInfo(args.from).spec, target)
   assertFitsMemory(need.bytes, `growing into ${specSummary(target)}`, need.breakdown)
-  const { model: source } = loadCheckpoint(args.from)
+  // Locked from here to the end: a second writer to --out is refused at once, naming this process.
+  const log = (line: string) => io.err(line)
+  const lock = prepareOutput(args.out, { force: args.force, log })
+  let source: Model
+  try {
+    source = loadCheckpoint(args.from).model
+  } catch (e) {
+    lock.release()
+    throw e
+  }
   try {
     op.check(source.spec, target, options)
     const flops = new FlopMeter()
@@ -96,6 +105,7 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
           newParams: result.newParams ?? null,
         },
         state: result.optimizerState,
+        log,
       })
       io.out(
         `grew ${specSummary(source.spec)} -> ${specSummary(result.model.spec)} with ${op.name} in ${seconds.toFixed(2)} s`,
@@ -131,5 +141,6 @@ export async function runGrow(args: GrowArgs, registry: OperatorRegistry, io: Co
     }
   } finally {
     disposeModel(source)
+    lock.release()
   }
 }

@@ -1,9 +1,9 @@
 import {
   type CommandIo,
-  checkOutputDir,
   countParams,
   disposeModel,
   initModel,
+  prepareOutput,
   readSpecFile,
   saveCheckpoint,
   specSummary,
@@ -19,12 +19,17 @@ export interface InitArgs {
 
 export async function runInit(args: InitArgs, io: CommandIo): Promise<void> {
   const spec = readSpecFile(args.spec)
-  checkOutputDir(args.out, args.force ?? false)
-  const model = initModel(spec, args.seed)
+  const log = (line: string) => io.err(line)
+  const lock = prepareOutput(args.out, { force: args.force, log })
   try {
-    await saveCheckpoint(args.out, model, { meta: { createdBy: 'sprout init', seed: args.seed } })
+    const model = initModel(spec, args.seed)
+    try {
+      await saveCheckpoint(args.out, model, { meta: { createdBy: 'sprout init', seed: args.seed }, log })
+    } finally {
+      disposeModel(model)
+    }
   } finally {
-    disposeModel(model)
+    lock.release()
   }
   const params = countParams(spec)
   io.out(
