@@ -89,9 +89,13 @@ export async function saveCheckpoint(dir: string, model: Model, options: SaveOpt
       options.log,
     )
   } catch (e) {
-    throw e instanceof SproutError
-      ? e
-      : (fsError(e, dir) ?? new SproutError('IO', `cannot write checkpoint ${dir}: ${(e as Error).message}`))
+    // A file-system error (even wrapped by the weights writer) is said in terms of the checkpoint.
+    throw (
+      fsError(e, dir) ??
+      (e instanceof SproutError
+        ? e
+        : new SproutError('IO', `cannot write checkpoint ${dir}: ${(e as Error).message}`))
+    )
   } finally {
     lock.release()
   }

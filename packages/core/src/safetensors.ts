@@ -569,6 +569,7 @@ export function writeSafetensors(
   } catch (e) {
     rmSync(tmp, { force: true })
     if (e instanceof SproutError) throw e
-    throw new SproutError('IO', `cannot write ${path}: ${(e as Error).message}`)
+    // The cause is kept so a caller writing a folder can say it in terms of that folder (fsError).
+    throw new SproutError('IO', `cannot write ${path}: ${(e as Error).message}`, { cause: e })
   }
 }
