@@ -5,6 +5,8 @@ import {
   initModel,
   type Model,
   maxAbsLogitDiff,
+  type Params,
+  paramTable,
   SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
@@ -54,6 +56,29 @@ export async function fittedAndSourceLoss<O extends Record<string, unknown>>(
   } finally {
     tf.dispose(Object.values(model.params))
   }
+}
+
+/**
+ * A source with weights of order one (initModel's, ×8) and non-trivial norms and biases (seeded
+ * normal, std 0.3, around 1 for scales and 0 otherwise), so logits are large enough that an
+ * exactness check on them means something.
+ */
+export function orderOneModel(spec: TransformerSpec, seed = 3): Model {
+  const init = initModel(spec, seed)
+  const params: Params = {}
+  for (const p of paramTable(spec)) {
+    const t = init.params[p.name]
+    params[p.name] = tf.tidy(() =>
+      p.kind === 'weight' || p.kind === 'embedding'
+        ? tf.mul(t, 8)
+        : tf.add(
+            p.kind === 'scale' ? 1 : 0,
+            tf.randomNormal(p.shape, 0, 0.3, 'float32', seed + p.name.length),
+          ),
+    )
+    t.dispose()
+  }
+  return { spec, params }
 }
 
 /**

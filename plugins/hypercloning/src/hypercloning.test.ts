@@ -1,17 +1,15 @@
 import {
   forward,
   GrowthError,
-  initModel,
   type Model,
   maxAbsLogitDiff,
-  type Params,
-  paramTable,
   parseOptions,
   parseSpec,
   quietGrowthContext,
   randomInputs,
   type TransformerSpec,
 } from '@sprout/core'
+import { orderOneModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import hypercloning, { addSymmetricNoise, type HypercloningOptions, tile } from './index.js'
@@ -20,24 +18,7 @@ const opts = (raw: Record<string, unknown> = {}): HypercloningOptions => parseOp
 const dispose = (m: Model) => tf.dispose(Object.values(m.params))
 const values = (t: tf.Tensor) => Array.from(t.dataSync())
 
-/** A source with weights of order one and non-trivial norms and biases, so logits are not tiny. */
-function source(s: TransformerSpec, seed = 3): Model {
-  const init = initModel(s, seed)
-  const params: Params = {}
-  for (const p of paramTable(s)) {
-    const t = init.params[p.name]
-    params[p.name] = tf.tidy(() =>
-      p.kind === 'weight' || p.kind === 'embedding'
-        ? tf.mul(t, 8)
-        : tf.add(
-            p.kind === 'scale' ? 1 : 0,
-            tf.randomNormal(p.shape, 0, 0.3, 'float32', seed + p.name.length),
-          ),
-    )
-    t.dispose()
-  }
-  return { spec: s, params }
-}
+const source = orderOneModel
 
 async function grow(src: Model, target: TransformerSpec, raw: Record<string, unknown> = {}, seed = 5) {
   hypercloning.check(src.spec, target, opts(raw))
