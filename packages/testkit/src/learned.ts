@@ -84,13 +84,13 @@ export function orderOneModel(spec: TransformerSpec, seed = 3): Model {
 /**
  * A model with trained-like weights: initModel's biases and norms are trivial (0 and 1), so a
  * function-preservation check on it would miss any bug that only shows on non-trivial ones;
- * every tensor gets seeded normal noise of std 0.2.
+ * every tensor gets seeded normal noise (std 0.2 unless given).
  */
-export function perturbedModel(spec: TransformerSpec, seed: number): Model {
+export function perturbedModel(spec: TransformerSpec, seed: number, std = 0.2): Model {
   const m = initModel(spec, seed)
   const rng = new SeededRandom(seed)
   for (const [k, t] of Object.entries(m.params)) {
-    m.params[k] = tf.tidy(() => tf.add(t, tf.tensor(rng.normals(t.size, 0.2), t.shape)))
+    m.params[k] = tf.tidy(() => tf.add(t, tf.tensor(rng.normals(t.size, std), t.shape)))
     t.dispose()
   }
   return m

@@ -2,15 +2,13 @@ import {
   computeLoss,
   disposeModel,
   GrowthError,
-  initModel,
-  type Model,
   maxAbsLogitDiff,
   parseOptions,
   parseSpec,
   quietGrowthContext,
-  SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
+import { perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import blockExpansion, { checkBlockExpansion, expansionPlan } from './index.js'
@@ -28,16 +26,7 @@ const decoder = (over: Record<string, unknown> = {}): TransformerSpec =>
   })
 
 /** A source whose every parameter (biases and norms included) is random, so a wrong copy shows. */
-function perturbed(spec: TransformerSpec, seed: number): Model {
-  const m = initModel(spec, seed)
-  const rng = new SeededRandom(seed)
-  for (const [name, t] of Object.entries(m.params)) {
-    const noise = Float32Array.from({ length: t.size }, () => 0.3 * rng.normal())
-    m.params[name] = tf.tidy(() => tf.add(t, tf.tensor(noise, t.shape)))
-    t.dispose()
-  }
-  return m
-}
+const perturbed = (spec: TransformerSpec, seed: number) => perturbedModel(spec, seed, 0.3)
 
 async function grow(src: TransformerSpec, target: TransformerSpec, options: Record<string, unknown> = {}) {
   const source = perturbed(src, 11)
