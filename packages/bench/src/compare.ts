@@ -104,9 +104,11 @@ async function runWorker(
     }
     const unit = units(suite, plan(suite, operators, args.methods)).find((u) => u.key === key)
     if (!unit) throw new SproutError('USAGE', `bench worker: no planned unit named "${key}"`)
-    if (!isSourceDone(out, unit.seed))
-      throw new SproutError('IO', `bench worker: ${out} has no source for seed ${unit.seed}`)
-    source = loadSource(out, unit.seed).model
+    if (needsSource(unit)) {
+      if (!isSourceDone(out, unit.seed))
+        throw new SproutError('IO', `bench worker: ${out} has no source for seed ${unit.seed}`)
+      source = loadSource(out, unit.seed).model
+    }
     await runAnyUnit(ctx, unit, source)
   } finally {
     messenger.close()
@@ -115,22 +117,33 @@ async function runWorker(
 }
 
 /** A progressive line trains from scratch; every other line grows from the seed's source. */
-const runAnyUnit = (ctx: UnitContext, u: Unit, source: Model) =>
-  u.planned.progressive ? runProgressiveUnit(ctx, u) : runUnit(ctx, u, source)
+const needsSource = (u: Unit) => !u.planned.progressive
 
-/** Everything in this process: seed by seed, the source, then each of its units. */
+/** The seeds whose source some pending unit grows from and that is not pretrained yet. */
+const sourcesToPretrain = (out: string, pending: Unit[]) =>
+  [...new Set(pending.filter(needsSource).map((u) => u.seed))].filter((s) => !isSourceDone(out, s))
+
+const runAnyUnit = (ctx: UnitContext, u: Unit, source: Model | undefined) =>
+  needsSource(u) ? runUnit(ctx, u, source!) : runProgressiveUnit(ctx, u)
+
+/** Everything in this process: seed by seed, the source (if a unit needs it), then each unit. */
 async function runInProcess(ctx: UnitContext, pending: Unit[]): Promise<void> {
   const seeds = [...new Set(pending.map((u) => u.seed))]
   for (const seed of seeds) {
-    const sourced = await pretrainSource(ctx.suite, ctx.out, seed, ctx.progress, ctx.stop)
-    if (!sourced) return
+    const mine = pending.filter((x) => x.seed === seed)
+    let source: Model | undefined
+    if (mine.some(needsSource)) {
+      const sourced = await pretrainSource(ctx.suite, ctx.out, seed, ctx.progress, ctx.stop)
+      if (!sourced) return
+      source = sourced.model
+    }
     try {
-      for (const u of pending.filter((x) => x.seed === seed)) {
+      for (const u of mine) {
         ctx.progress.log(`${u.key}`)
-        if (!(await runAnyUnit(ctx, u, sourced.model))) return
+        if (!(await runAnyUnit(ctx, u, source))) return
       }
     } finally {
-      disposeModel(sourced.model)
+      if (source) disposeModel(source)
     }
   }
 }
@@ -143,9 +156,8 @@ async function runWithWorkers(
   command: WorkerCommand,
 ): Promise<string[]> {
   const stopFile = join(ctx.out, STOP_FILE)
-  const seeds = [...new Set(pending.map((u) => u.seed))].filter((s) => !isSourceDone(ctx.out, s))
   const failed = await runInWorkers(
-    seeds.map((s) => `s${s}/source`),
+    sourcesToPretrain(ctx.out, pending).map((s) => `s${s}/source`),
     jobs,
     command,
     ctx.progress,
@@ -211,8 +223,8 @@ async function compareInto(
   const all = units(suite, planned)
   const pending = all.filter((u) => pendingBudgets(out, u).length > 0)
   // The overall bar counts training runs: every pending (unit, budget) and every source still to pretrain.
-  const sourcesToTrain = new Set(pending.map((u) => u.seed).filter((s) => !isSourceDone(out, s))).size
-  const runCount = pending.reduce((n, u) => n + pendingBudgets(out, u).length, 0) + sourcesToTrain
+  const runCount =
+    pending.reduce((n, u) => n + pendingBudgets(out, u).length, 0) + sourcesToPretrain(out, pending).length
   const progress = createBenchProgress(runCount, process.stderr.isTTY === true, io.err)
   if (pending.length < all.length)
     progress.log(`${all.length - pending.length} of ${all.length} units done earlier, kept`)
