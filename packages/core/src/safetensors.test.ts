@@ -158,4 +158,41 @@ describe('safetensors', () => {
         .filter((f: string) => f.includes('.tmp-')),
     ).toEqual([])
   })
+  it('computes deferred tensors one at a time, in write order, and writes the same bytes as eager ones', () => {
+    const a = new Float32Array([1, 2, 3, 4])
+    const b = new Float32Array([-0.5, 7])
+    const order: string[] = []
+    const deferred = (name: string, v: Float32Array) => () => {
+      order.push(name)
+      return v
+    }
+    const eager = serializeSafetensors(
+      { b: { dtype: 'float32', shape: [2], data: b }, a: { dtype: 'float32', shape: [2, 2], data: a } },
+      {},
+      'BF16',
+    )
+    const path = join(dir, 'deferred.safetensors')
+    writeSafetensors(
+      path,
+      {
+        b: { dtype: 'float32', shape: [2], data: deferred('b', b) },
+        a: { dtype: 'float32', shape: [2, 2], data: deferred('a', a) },
+      },
+      {},
+      'BF16',
+    )
+    expect(order).toEqual(['a', 'b'])
+    expect(new Uint8Array(readFileSync(path))).toEqual(eager)
+  })
+  it('refuses a deferred tensor whose values do not fit its shape, leaving no file', () => {
+    const path = join(dir, 'short.safetensors')
+    expect(() =>
+      writeSafetensors(path, { a: { dtype: 'float32', shape: [3], data: () => new Float32Array(2) } }),
+    ).toThrow(/tensor "a": shape \[3\] does not match 2 values/)
+    expect(
+      require('node:fs')
+        .readdirSync(dir)
+        .filter((f: string) => f.startsWith('short')),
+    ).toEqual([])
+  })
 })

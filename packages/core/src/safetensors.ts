@@ -423,7 +423,23 @@ export function readSafetensors(path: string, options: ReadOptions = {}): Safete
 export interface TensorToWrite {
   dtype: 'float32' | 'int32'
   shape: number[]
-  data: Float32Array | Int32Array
+  /**
+   * The values, or a function computing them when the writer reaches this tensor: a writer given
+   * functions holds one tensor's values at a time (an export does not copy the whole model).
+   */
+  data: Float32Array | Int32Array | (() => Float32Array | Int32Array)
+}
+
+/** A tensor's values, computed now if deferred, checked against its shape. */
+function valuesOf(name: string, t: TensorToWrite): Float32Array | Int32Array {
+  const data = typeof t.data === 'function' ? t.data() : t.data
+  const count = t.shape.reduce((a, b) => a * b, 1)
+  if (count !== data.length)
+    throw new SproutError(
+      'PARAMS_INVALID',
+      `tensor "${name}": shape [${t.shape}] does not match ${data.length} values`,
+    )
+  return data
 }
 
 interface Layout {
@@ -447,11 +463,7 @@ function layout(
   const items: Layout['items'] = []
   for (const [name, t] of entries) {
     const count = t.shape.reduce((a, b) => a * b, 1)
-    if (count !== t.data.length)
-      throw new SproutError(
-        'PARAMS_INVALID',
-        `tensor "${name}": shape [${t.shape}] does not match ${t.data.length} values`,
-      )
+    if (typeof t.data !== 'function') valuesOf(name, t)
     const dtype: SafetensorsDtype = t.dtype === 'int32' ? 'I32' : floatFormat
     const bytes = count * BYTES[dtype]
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] }
@@ -490,19 +502,20 @@ function encodeInto(
  * other formats encoded into one reused scratch buffer (consume each chunk before the next).
  */
 function* tensorChunks(item: Layout['items'][number], scratch: Uint8Array): Generator<Uint8Array> {
-  const { t, dtype } = item
+  const { dtype } = item
+  const data = valuesOf(item.name, item.t)
   if (LITTLE_ENDIAN && (dtype === 'F32' || dtype === 'I32')) {
-    const all = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.length * 4)
+    const all = new Uint8Array(data.buffer, data.byteOffset, data.length * 4)
     for (let i = 0; i < all.byteLength; i += MAX_IO)
       yield all.subarray(i, Math.min(all.byteLength, i + MAX_IO))
     return
   }
   const per = BYTES[dtype]
   const perChunk = Math.floor(scratch.byteLength / per)
-  for (let i = 0; i < t.data.length; i += perChunk) {
-    const n = Math.min(perChunk, t.data.length - i)
+  for (let i = 0; i < data.length; i += perChunk) {
+    const n = Math.min(perChunk, data.length - i)
     const dest = scratch.subarray(0, n * per)
-    encodeInto(dtype, t.data, i, n, dest)
+    encodeInto(dtype, data, i, n, dest)
     yield dest
   }
 }
@@ -518,7 +531,8 @@ export function serializeSafetensors(
   out.set(header, 0)
   for (const item of items) {
     const p = header.byteLength + item.offset
-    encodeInto(item.dtype, item.t.data, 0, item.t.data.length, out.subarray(p, p + item.bytes))
+    const data = valuesOf(item.name, item.t)
+    encodeInto(item.dtype, data, 0, data.length, out.subarray(p, p + item.bytes))
   }
   return out
 }

@@ -25,6 +25,7 @@ import {
   ConfigReader,
   type HfConfig,
   type HostTensors,
+  type LazyTensors,
   TensorReader,
 } from './archs/common.js'
 import { gpt2 } from './archs/gpt2.js'
@@ -300,11 +301,12 @@ export function defaultArch(spec: TransformerSpec): ArchName {
   return spec.positional === 'rotary' ? 'llama' : 'gpt2'
 }
 
-function hostParams(model: Model): HostTensors {
+/** The model's parameters as lazy host tensors: each is copied off the backend when read. */
+function lazyParams(model: Model): LazyTensors {
   validateParams(model.spec, model.params)
-  const out: HostTensors = new Map()
+  const out: LazyTensors = new Map()
   for (const [name, t] of Object.entries(model.params))
-    out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) })
+    out.set(name, { shape: [...t.shape], read: () => Float32Array.from(t.dataSync() as Float32Array) })
   return out
 }
 
@@ -313,6 +315,17 @@ export function toHuggingFace(
   model: Model,
   options: { arch?: ArchName; dtype?: HfDtype; baseConfig?: HfConfig } = {},
 ): { arch: ArchName; config: HfConfig; tensors: HostTensors; notes: string[] } {
+  const { tensors, ...rest } = lazyHuggingFace(model, options)
+  const host: HostTensors = new Map()
+  for (const [name, t] of tensors) host.set(name, { shape: t.shape, data: t.read() })
+  return { ...rest, tensors: host }
+}
+
+/** toHuggingFace with tensors computed only when read (what an export streams to disk). */
+function lazyHuggingFace(
+  model: Model,
+  options: { arch?: ArchName; dtype?: HfDtype; baseConfig?: HfConfig } = {},
+): { arch: ArchName; config: HfConfig; tensors: LazyTensors; notes: string[] } {
   const arch = options.arch ?? defaultArch(model.spec)
   const conv = CONVERTERS[arch]
   if (!conv)
@@ -323,7 +336,7 @@ export function toHuggingFace(
   const problem = conv.exportProblem(model.spec)
   if (problem)
     throw new SproutError('INPUT_INVALID', `cannot export this model as ${conv.hfClass}: ${problem}`)
-  const parts = conv.toHf(model.spec, hostParams(model))
+  const parts = conv.toHf(model.spec, lazyParams(model))
   const config: HfConfig = { ...parts.config, torch_dtype: TORCH_DTYPE[options.dtype ?? 'f32'] }
   const base = options.baseConfig
   if (base && base.model_type === config.model_type)
@@ -373,7 +386,7 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
   const dtype = options.dtype ?? 'f32'
   if (!(dtype in FLOAT_FORMAT))
     throw new SproutError('USAGE', `dtype "${dtype}" is not supported; choose f32, f16 or bf16`)
-  const { arch, config, tensors, notes } = toHuggingFace(model, options)
+  const { arch, config, tensors, notes } = lazyHuggingFace(model, options)
   checkExportDir(dir, options.force ?? false)
   const writer = new OutputWriter(dir, options.log)
   const tmp = writer.tmp
@@ -383,7 +396,7 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
   let size = 0
   let total = 0
   for (const n of names) {
-    const b = tensors.get(n)!.data.length * bytesPer
+    const b = tensors.get(n)!.shape.reduce((a, d) => a * d, 1) * bytesPer
     total += b
     if (options.maxShardBytes && size > 0 && size + b > options.maxShardBytes) {
       shards.push([])
@@ -397,7 +410,7 @@ export function exportHuggingFace(model: Model, dir: string, options: HfExportOp
     const m = new Map<string, TensorToWrite>()
     for (const n of group) {
       const t = tensors.get(n)!
-      m.set(n, { dtype: 'float32', shape: t.shape, data: t.data })
+      m.set(n, { dtype: 'float32', shape: t.shape, data: t.read })
     }
     writeSafetensors(join(tmp, file), m, { format: 'pt' }, FLOAT_FORMAT[dtype])
     files.push(file)

@@ -6,7 +6,10 @@ import {
   HF_ACT,
   type HostTensor,
   type HostTensors,
+  type LazyTensors,
   transpose,
+  transposed,
+  zerosTensor,
 } from './common.js'
 
 /**
@@ -159,15 +162,15 @@ export const bert: ArchConverter = {
   toHf(spec, params) {
     const D = spec.dModel
     const get = (n: string) => params.get(n)!
-    const out: HostTensors = new Map()
+    const out: LazyTensors = new Map()
     const e = 'bert.embeddings'
     out.set(`${e}.word_embeddings.weight`, get('embed.tokens'))
     out.set(`${e}.position_embeddings.weight`, get('embed.positions'))
-    out.set(`${e}.token_type_embeddings.weight`, { shape: [2, D], data: new Float32Array(2 * D) })
+    out.set(`${e}.token_type_embeddings.weight`, zerosTensor([2, D]))
     out.set(`${e}.LayerNorm.weight`, get('embed.norm.weight'))
     out.set(`${e}.LayerNorm.bias`, get('embed.norm.bias'))
     const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transpose(get(`${ours}.weight`)))
+      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
       out.set(`${hf}.bias`, get(`${ours}.bias`))
     }
     const ln = (ours: string, hf: string) => {

@@ -21,9 +21,20 @@ export interface ImportedParts {
   notes: string[]
 }
 
+/**
+ * A tensor whose values are computed when read. An export is a map of these: the writer reads
+ * one at a time, so converting never holds a second copy of the whole model.
+ */
+export interface LazyTensor {
+  shape: number[]
+  read(): Float32Array
+}
+
+export type LazyTensors = Map<string, LazyTensor>
+
 export interface ExportedParts {
   config: HfConfig
-  tensors: HostTensors
+  tensors: LazyTensors
   notes: string[]
 }
 
@@ -36,7 +47,7 @@ export interface ArchConverter {
   fromHf(config: ConfigReader, tensors: TensorReader): ImportedParts
   /** Why this spec cannot be written in this architecture, or null when it can. */
   exportProblem(spec: TransformerSpec): string | null
-  toHf(spec: TransformerSpec, params: HostTensors): ExportedParts
+  toHf(spec: TransformerSpec, params: LazyTensors): ExportedParts
 }
 
 /** Reads config.json fields; every error names the field and the file. */
@@ -220,6 +231,32 @@ export function reshape(t: HostTensor, shape: number[]): HostTensor {
 export function copy(t: HostTensor): HostTensor {
   return { shape: [...t.shape], data: t.data.slice() }
 }
+
+/** A lazy tensor computed from others by a host-tensor function, when it is read. */
+export function derived(
+  shape: number[],
+  inputs: LazyTensor[],
+  f: (...parts: HostTensor[]) => HostTensor,
+): LazyTensor {
+  return { shape, read: () => f(...inputs.map((t) => ({ shape: t.shape, data: t.read() }))).data }
+}
+
+export const transposed = (t: LazyTensor): LazyTensor => derived([t.shape[1], t.shape[0]], [t], transpose)
+
+/** concatColumns, lazily. */
+export function concatenatedColumns(parts: LazyTensor[]): LazyTensor {
+  const width = parts.reduce((a, p) => a + p.shape[p.shape.length - 1], 0)
+  const shape = parts[0].shape.length === 1 ? [width] : [parts[0].shape[0], width]
+  return derived(shape, parts, (...host) => concatColumns(host))
+}
+
+/** The same values under another shape of the same size. */
+export const reshaped = (t: LazyTensor, shape: number[]): LazyTensor => ({ shape, read: t.read })
+
+export const zerosTensor = (shape: number[]): LazyTensor => ({
+  shape,
+  read: () => new Float32Array(shape.reduce((a, b) => a * b, 1)),
+})
 
 /** Why a spec uses features no Hugging Face layout here can express, or null. */
 export function commonExportProblem(spec: TransformerSpec): string | null {

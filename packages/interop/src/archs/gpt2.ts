@@ -3,11 +3,13 @@ import {
   type ArchConverter,
   columns,
   commonExportProblem,
-  concatColumns,
+  concatenatedColumns,
   FROM_HF_ACT,
   HF_ACT,
   type HostTensors,
+  type LazyTensors,
   transpose,
+  transposed,
 } from './common.js'
 
 /**
@@ -113,7 +115,7 @@ export const gpt2: ArchConverter = {
   toHf(spec, params) {
     const D = spec.dModel
     const get = (n: string) => params.get(n)!
-    const out: HostTensors = new Map()
+    const out: LazyTensors = new Map()
     out.set('transformer.wte.weight', get('embed.tokens'))
     out.set('transformer.wpe.weight', get('embed.positions'))
     for (let l = 0; l < spec.nLayers; l++) {
@@ -123,9 +125,12 @@ export const gpt2: ArchConverter = {
       out.set(`${h}.ln_1.bias`, get(`${s}.norm1.bias`))
       out.set(
         `${h}.attn.c_attn.weight`,
-        concatColumns(['q', 'k', 'v'].map((n) => get(`${s}.attn.${n}.weight`))),
+        concatenatedColumns(['q', 'k', 'v'].map((n) => get(`${s}.attn.${n}.weight`))),
       )
-      out.set(`${h}.attn.c_attn.bias`, concatColumns(['q', 'k', 'v'].map((n) => get(`${s}.attn.${n}.bias`))))
+      out.set(
+        `${h}.attn.c_attn.bias`,
+        concatenatedColumns(['q', 'k', 'v'].map((n) => get(`${s}.attn.${n}.bias`))),
+      )
       out.set(`${h}.attn.c_proj.weight`, get(`${s}.attn.o.weight`))
       out.set(`${h}.attn.c_proj.bias`, get(`${s}.attn.o.bias`))
       out.set(`${h}.ln_2.weight`, get(`${s}.norm2.weight`))
@@ -137,7 +142,7 @@ export const gpt2: ArchConverter = {
     }
     out.set('transformer.ln_f.weight', get('norm.weight'))
     out.set('transformer.ln_f.bias', get('norm.bias'))
-    if (!spec.tieEmbeddings) out.set('lm_head.weight', transpose(get('head.weight')))
+    if (!spec.tieEmbeddings) out.set('lm_head.weight', transposed(get('head.weight')))
     const special = Math.min(50256, spec.vocabSize - 1)
     const config = {
       architectures: ['GPT2LMHeadModel'],

@@ -1,5 +1,12 @@
 import { parseSpec, type TransformerSpec } from '@sprout/core'
-import { type ArchConverter, commonExportProblem, type HostTensors, transpose } from './common.js'
+import {
+  type ArchConverter,
+  commonExportProblem,
+  type HostTensors,
+  type LazyTensors,
+  transpose,
+  transposed,
+} from './common.js'
 
 /**
  * LlamaForCausalLM: RMSNorm, SwiGLU (gate_proj, up_proj, down_proj -> mlp.gate, mlp.fc1,
@@ -106,10 +113,10 @@ export const llama: ArchConverter = {
 
   toHf(spec, params) {
     const get = (n: string) => params.get(n)!
-    const out: HostTensors = new Map()
+    const out: LazyTensors = new Map()
     out.set('model.embed_tokens.weight', get('embed.tokens'))
     const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transpose(get(`${ours}.weight`)))
+      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
       if (spec.bias) out.set(`${hf}.bias`, get(`${ours}.bias`))
     }
     for (let l = 0; l < spec.nLayers; l++) {
@@ -126,7 +133,7 @@ export const llama: ArchConverter = {
       lin(`${s}.mlp.fc2`, `${h}.mlp.down_proj`)
     }
     out.set('model.norm.weight', get('norm.weight'))
-    if (!spec.tieEmbeddings) out.set('lm_head.weight', transpose(get('head.weight')))
+    if (!spec.tieEmbeddings) out.set('lm_head.weight', transposed(get('head.weight')))
     const config = {
       architectures: ['LlamaForCausalLM'],
       model_type: 'llama',

@@ -2,11 +2,15 @@ import { parseSpec, patchCount, type TransformerSpec } from '@sprout/core'
 import {
   type ArchConverter,
   commonExportProblem,
+  derived,
   FROM_HF_ACT,
   HF_ACT,
   type HostTensor,
   type HostTensors,
+  type LazyTensors,
+  reshaped,
   transpose,
+  transposed,
 } from './common.js'
 
 /** Conv weight [D, C, p, p] -> Sprout's patch matrix [(py, px, c), D] (patchify's order). */
@@ -147,17 +151,19 @@ export const vit: ArchConverter = {
     const D = spec.dModel
     const img = spec.image!
     const get = (n: string) => params.get(n)!
-    const out: HostTensors = new Map()
+    const out: LazyTensors = new Map()
     const e = 'vit.embeddings'
     out.set(
       `${e}.patch_embeddings.projection.weight`,
-      patchToConv(get('embed.patch.weight'), img.patch, img.channels),
+      derived([D, img.channels, img.patch, img.patch], [get('embed.patch.weight')], (w) =>
+        patchToConv(w, img.patch, img.channels),
+      ),
     )
     out.set(`${e}.patch_embeddings.projection.bias`, get('embed.patch.bias'))
-    out.set(`${e}.cls_token`, { shape: [1, 1, D], data: get('embed.cls').data })
-    out.set(`${e}.position_embeddings`, { shape: [1, spec.maxSeqLen, D], data: get('embed.positions').data })
+    out.set(`${e}.cls_token`, reshaped(get('embed.cls'), [1, 1, D]))
+    out.set(`${e}.position_embeddings`, reshaped(get('embed.positions'), [1, spec.maxSeqLen, D]))
     const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transpose(get(`${ours}.weight`)))
+      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
       out.set(`${hf}.bias`, get(`${ours}.bias`))
     }
     const ln = (ours: string, hf: string) => {

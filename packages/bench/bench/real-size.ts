@@ -1,15 +1,16 @@
 /**
- * Real-size growth end to end, as a user runs it on a Hugging Face checkpoint:
- * `sprout convert --from hf` → `sprout grow` → `sprout convert --to hf`, each step a child process
- * under /usr/bin/time -v, printing its wall time and peak resident memory (max RSS) next to the
- * float32 size of the larger model. Random weights: a source is made once with `sprout init` and
- * exported with `sprout convert --to hf` (not measured).
+ * Real-size growth end to end, as a user runs it on a Hugging Face checkpoint, for every method
+ * issue 17 names (LEMON, block expansion, depth up-scaling, HyperCloning) at GPT-2-small and
+ * LLaMA (GQA) shapes: `sprout convert --from hf` → `sprout grow` → `sprout convert --to hf`, each
+ * step a child process under /usr/bin/time, printing its wall time, CPU time and peak resident
+ * memory (max RSS) next to the float32 size of the larger model. Random weights: a source is made
+ * once with `sprout init` and exported with `sprout convert --to hf` (not measured).
  *
  *   npm run build   # the CLI in packages/cli/dist
- *   npx tsx plugins/block-expansion/bench/real-size.ts [--only gpt2-be,llama-dus] [--work /tmp/dir] [--keep]
+ *   npx tsx packages/bench/bench/real-size.ts [--only gpt2-be,llama-hc] [--work /tmp/dir] [--keep] [--reuse]
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { countParams, parseSpec, specSummary } from '@sprout/core'
@@ -80,6 +81,14 @@ const cases: Case[] = [
     method: 'stack',
     options: ['layers=0-8,3-11'],
   },
+  // HyperCloning n = 2: width, heads and FFN doubled, head size kept.
+  {
+    name: 'gpt2-hc',
+    source: 'gpt2',
+    target: { ...gpt2Small, dModel: 1536, nHeads: 24, dFF: 6144 },
+    method: 'hypercloning',
+    options: [],
+  },
   {
     name: 'gpt2-lemon',
     source: 'gpt2',
@@ -102,22 +111,39 @@ const cases: Case[] = [
     method: 'stack',
     options: ['layers=0-8,3-11'],
   },
+  // Query and key/value heads both doubled (12/4 → 24/8), so the GQA group size is kept.
+  {
+    name: 'llama-hc',
+    source: 'llama',
+    target: { ...llama, dModel: 1536, nHeads: 24, nKVHeads: 8, dFF: 4096 },
+    method: 'hypercloning',
+    options: ['noise=20'],
+  },
+  {
+    name: 'llama-lemon',
+    source: 'llama',
+    target: { ...llama, nLayers: 24, dModel: 1024, nHeads: 16, nKVHeads: 4, dFF: 2816 },
+    method: 'lemon',
+    options: [],
+  },
 ]
 
 interface Measured {
   seconds: number
+  /** User + system CPU seconds: on a shared machine the wall time mostly measures the load. */
+  cpuSeconds: number
   maxRssMiB: number
 }
 
-/** Runs `sprout ...args` under /usr/bin/time -v; throws with its stderr if it fails. */
+/** Runs `sprout ...args` under /usr/bin/time; throws with its stderr if it fails. */
 function sprout(args: string[]): Measured {
-  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, bin, ...args], { encoding: 'utf8' })
+  const stats = join(work, 'time.txt')
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', stats, process.execPath, bin, ...args], {
+    encoding: 'utf8',
+  })
   if (r.status !== 0) throw new Error(`sprout ${args.join(' ')} failed (${r.status}):\n${r.stderr}`)
-  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)
-  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(r.stderr)
-  if (!rss || !wall) throw new Error(`cannot read /usr/bin/time output:\n${r.stderr}`)
-  const seconds = Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3])
-  return { seconds, maxRssMiB: Number(rss[1]) / 1024 }
+  const [seconds, user, system, kb] = readFileSync(stats, 'utf8').trim().split(/\s+/).slice(-4).map(Number)
+  return { seconds, cpuSeconds: user + system, maxRssMiB: kb / 1024 }
 }
 
 const mib = (spec: Record<string, unknown>) => (countParams(parseSpec(spec)) * 4) / 2 ** 20
@@ -136,7 +162,7 @@ for (const c of cases.filter((c) => !only || only.includes(c.name))) {
   const hf = join(work, `${c.source}-hf`)
   const ckpt = join(work, `${c.source}-sprout`)
   if (!imported.has(c.source) && reuse && existsSync(join(ckpt, 'sprout.json')))
-    imported.set(c.source, { seconds: Number.NaN, maxRssMiB: Number.NaN })
+    imported.set(c.source, { seconds: Number.NaN, cpuSeconds: Number.NaN, maxRssMiB: Number.NaN })
   if (!imported.has(c.source)) {
     // Make the random source once and export it: the "Hugging Face checkpoint" users start from.
     const specPath = join(work, `${c.source}.json`)
@@ -170,7 +196,7 @@ for (const c of cases.filter((c) => !only || only.includes(c.name))) {
   const cell = (m: Measured) =>
     Number.isNaN(m.seconds)
       ? 'reused'
-      : `${m.seconds.toFixed(1)} s / ${m.maxRssMiB.toFixed(0)} MiB (${(m.maxRssMiB / larger).toFixed(2)}×)`
+      : `${m.seconds.toFixed(1)} s (${m.cpuSeconds.toFixed(1)} s CPU) / ${m.maxRssMiB.toFixed(0)} MiB (${(m.maxRssMiB / larger).toFixed(2)}×)`
   const line = `| ${c.name} | ${specSummary(parseSpec(src))} → ${specSummary(parseSpec(c.target))} | ${c.method} ${c.options.join(' ')} | ${larger.toFixed(0)} MiB | ${cell(imported.get(c.source)!)} | ${cell(grow)} | ${cell(exp)} |`
   console.log(line)
   rows.push(line)
@@ -184,4 +210,4 @@ console.log(
 console.log('\n| case | growth | method | larger model (f32) | convert --from hf | grow | convert --to hf |')
 console.log('| --- | --- | --- | --- | --- | --- | --- |')
 for (const r of rows) console.log(r)
-console.log('\ncells: wall time / peak RSS (peak RSS ÷ the larger model’s float32 size)')
+console.log('\ncells: wall time (CPU time) / peak RSS (peak RSS ÷ the larger model’s float32 size)')
