@@ -7,8 +7,11 @@ import {
   type HostTensor,
   type HostTensors,
   type LazyTensors,
-  transpose,
-  transposed,
+  layerNormExporter,
+  layerNormImporter,
+  linearExporter,
+  linearImporter,
+  standardDims,
   zerosTensor,
 } from './common.js'
 
@@ -26,10 +29,8 @@ export const bert: ArchConverter = {
   modelType: 'bert',
 
   fromHf(cfg, t) {
-    const D = cfg.int('hidden_size')
-    const L = cfg.int('num_hidden_layers')
-    const H = cfg.int('num_attention_heads')
-    const F = cfg.int('intermediate_size')
+    const dims = standardDims(cfg)
+    const { dModel: D, nLayers: L, dFF: F } = dims
     const V = cfg.int('vocab_size')
     const P = cfg.int('max_position_embeddings', 512)
     const TT = cfg.int('type_vocab_size', 2)
@@ -51,10 +52,7 @@ export const bert: ArchConverter = {
       family: 'encoder',
       vocabSize: V,
       maxSeqLen: P,
-      dModel: D,
-      nLayers: L,
-      nHeads: H,
-      dFF: F,
+      ...dims,
       norm: 'layernorm',
       normPlacement: 'post',
       normEps: eps,
@@ -75,14 +73,8 @@ export const bert: ArchConverter = {
     p.set('embed.positions', { shape: [P, D], data: folded })
     p.set('embed.norm.weight', t.take(`${e}.LayerNorm.weight`, [D], 'hidden_size'))
     p.set('embed.norm.bias', t.take(`${e}.LayerNorm.bias`, [D], 'hidden_size'))
-    const lin = (hf: string, ours: string, outDim: number, inDim: number, why: string) => {
-      p.set(`${ours}.weight`, transpose(t.take(`${hf}.weight`, [outDim, inDim], why)))
-      p.set(`${ours}.bias`, t.take(`${hf}.bias`, [outDim], why))
-    }
-    const ln = (hf: string, ours: string) => {
-      p.set(`${ours}.weight`, t.take(`${hf}.weight`, [D], 'hidden_size'))
-      p.set(`${ours}.bias`, t.take(`${hf}.bias`, [D], 'hidden_size'))
-    }
+    const lin = linearImporter(t, p, true)
+    const ln = layerNormImporter(t, p, D)
     for (let l = 0; l < L; l++) {
       const h = `bert.encoder.layer.${l}`
       const s = `layers.${l}`
@@ -169,14 +161,8 @@ export const bert: ArchConverter = {
     out.set(`${e}.token_type_embeddings.weight`, zerosTensor([2, D]))
     out.set(`${e}.LayerNorm.weight`, get('embed.norm.weight'))
     out.set(`${e}.LayerNorm.bias`, get('embed.norm.bias'))
-    const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
-      out.set(`${hf}.bias`, get(`${ours}.bias`))
-    }
-    const ln = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, get(`${ours}.weight`))
-      out.set(`${hf}.bias`, get(`${ours}.bias`))
-    }
+    const lin = linearExporter(params, out, true)
+    const ln = layerNormExporter(params, out)
     for (let l = 0; l < spec.nLayers; l++) {
       const h = `bert.encoder.layer.${l}`
       const s = `layers.${l}`

@@ -232,6 +232,53 @@ export function copy(t: HostTensor): HostTensor {
   return { shape: [...t.shape], data: t.data.slice() }
 }
 
+/** The dimensions BERT-style config.json files (BERT, ViT, LLaMA) name the same way. */
+export function standardDims(cfg: ConfigReader): {
+  dModel: number
+  nLayers: number
+  nHeads: number
+  dFF: number
+} {
+  return {
+    dModel: cfg.int('hidden_size'),
+    nLayers: cfg.int('num_hidden_layers'),
+    nHeads: cfg.int('num_attention_heads'),
+    dFF: cfg.int('intermediate_size'),
+  }
+}
+
+/** Imports nn.Linear layers: weight [out, in] transposed to Sprout's [in, out], and the bias if any. */
+export function linearImporter(t: TensorReader, p: HostTensors, bias: boolean) {
+  return (hf: string, ours: string, outDim: number, inDim: number, why: string): void => {
+    p.set(`${ours}.weight`, transpose(t.take(`${hf}.weight`, [outDim, inDim], why)))
+    if (bias) p.set(`${ours}.bias`, t.take(`${hf}.bias`, [outDim], why))
+  }
+}
+
+/** Imports a LayerNorm's weight and bias of width D. */
+export function layerNormImporter(t: TensorReader, p: HostTensors, D: number) {
+  return (hf: string, ours: string): void => {
+    p.set(`${ours}.weight`, t.take(`${hf}.weight`, [D], 'hidden_size'))
+    p.set(`${ours}.bias`, t.take(`${hf}.bias`, [D], 'hidden_size'))
+  }
+}
+
+/** Exports Sprout linears as nn.Linear (the inverse of linearImporter). */
+export function linearExporter(params: LazyTensors, out: LazyTensors, bias: boolean) {
+  return (ours: string, hf: string): void => {
+    out.set(`${hf}.weight`, transposed(params.get(`${ours}.weight`)!))
+    if (bias) out.set(`${hf}.bias`, params.get(`${ours}.bias`)!)
+  }
+}
+
+/** Exports a LayerNorm's weight and bias under Hugging Face names. */
+export function layerNormExporter(params: LazyTensors, out: LazyTensors) {
+  return (ours: string, hf: string): void => {
+    out.set(`${hf}.weight`, params.get(`${ours}.weight`)!)
+    out.set(`${hf}.bias`, params.get(`${ours}.bias`)!)
+  }
+}
+
 /** A lazy tensor computed from others by a host-tensor function, when it is read. */
 export function derived(
   shape: number[],

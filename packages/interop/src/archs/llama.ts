@@ -4,6 +4,9 @@ import {
   commonExportProblem,
   type HostTensors,
   type LazyTensors,
+  linearExporter,
+  linearImporter,
+  standardDims,
   transpose,
   transposed,
 } from './common.js'
@@ -19,12 +22,10 @@ export const llama: ArchConverter = {
   modelType: 'llama',
 
   fromHf(cfg, t) {
-    const D = cfg.int('hidden_size')
-    const L = cfg.int('num_hidden_layers')
-    const H = cfg.int('num_attention_heads')
+    const dims = standardDims(cfg)
+    const { dModel: D, nLayers: L, nHeads: H, dFF: F } = dims
     const KV = cfg.int('num_key_value_heads', H)
     const hd = cfg.int('head_dim', Math.floor(D / H))
-    const F = cfg.int('intermediate_size')
     const V = cfg.int('vocab_size')
     const P = cfg.int('max_position_embeddings', 2048)
     const eps = cfg.num('rms_norm_eps', 1e-6)
@@ -54,12 +55,9 @@ export const llama: ArchConverter = {
       family: 'decoder',
       vocabSize: V,
       maxSeqLen: P,
-      dModel: D,
-      nLayers: L,
-      nHeads: H,
+      ...dims,
       headDim: hd,
       nKVHeads: KV,
-      dFF: F,
       norm: 'rmsnorm',
       normPlacement: 'pre',
       normEps: eps,
@@ -73,10 +71,7 @@ export const llama: ArchConverter = {
     const A = H * hd
     const K = KV * hd
     p.set('embed.tokens', t.take('model.embed_tokens.weight', [V, D], 'vocab_size x hidden_size'))
-    const lin = (hf: string, ours: string, outDim: number, inDim: number, why: string) => {
-      p.set(`${ours}.weight`, transpose(t.take(`${hf}.weight`, [outDim, inDim], why)))
-      if (attnBias) p.set(`${ours}.bias`, t.take(`${hf}.bias`, [outDim], why))
-    }
+    const lin = linearImporter(t, p, attnBias)
     for (let l = 0; l < L; l++) {
       const h = `model.layers.${l}`
       const s = `layers.${l}`
@@ -115,10 +110,7 @@ export const llama: ArchConverter = {
     const get = (n: string) => params.get(n)!
     const out: LazyTensors = new Map()
     out.set('model.embed_tokens.weight', get('embed.tokens'))
-    const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
-      if (spec.bias) out.set(`${hf}.bias`, get(`${ours}.bias`))
-    }
+    const lin = linearExporter(params, out, spec.bias)
     for (let l = 0; l < spec.nLayers; l++) {
       const h = `model.layers.${l}`
       const s = `layers.${l}`

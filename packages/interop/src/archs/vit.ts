@@ -8,9 +8,12 @@ import {
   type HostTensor,
   type HostTensors,
   type LazyTensors,
+  layerNormExporter,
+  layerNormImporter,
+  linearExporter,
+  linearImporter,
   reshaped,
-  transpose,
-  transposed,
+  standardDims,
 } from './common.js'
 
 /** Conv weight [D, C, p, p] -> Sprout's patch matrix [(py, px, c), D] (patchify's order). */
@@ -51,10 +54,8 @@ export const vit: ArchConverter = {
   modelType: 'vit',
 
   fromHf(cfg, t) {
-    const D = cfg.int('hidden_size')
-    const L = cfg.int('num_hidden_layers')
-    const H = cfg.int('num_attention_heads')
-    const F = cfg.int('intermediate_size')
+    const dims = standardDims(cfg)
+    const { dModel: D, nLayers: L, dFF: F } = dims
     const size = cfg.int('image_size', 224)
     const patch = cfg.int('patch_size', 16)
     const C = cfg.int('num_channels', 3)
@@ -72,10 +73,7 @@ export const vit: ArchConverter = {
     if (size % patch !== 0) cfg.unsupported('patch_size', patch, `it must divide image_size ${size}`)
     const spec = parseSpec({
       family: 'vit',
-      dModel: D,
-      nLayers: L,
-      nHeads: H,
-      dFF: F,
+      ...dims,
       norm: 'layernorm',
       normPlacement: 'pre',
       normEps: eps,
@@ -103,14 +101,8 @@ export const vit: ArchConverter = {
       shape: [N + 1, D],
       data: t.take(`${e}.position_embeddings`, [1, N + 1, D], '(image_size/patch_size)^2 + 1 positions').data,
     })
-    const lin = (hf: string, ours: string, outDim: number, inDim: number, why: string) => {
-      p.set(`${ours}.weight`, transpose(t.take(`${hf}.weight`, [outDim, inDim], why)))
-      p.set(`${ours}.bias`, t.take(`${hf}.bias`, [outDim], why))
-    }
-    const ln = (hf: string, ours: string) => {
-      p.set(`${ours}.weight`, t.take(`${hf}.weight`, [D], 'hidden_size'))
-      p.set(`${ours}.bias`, t.take(`${hf}.bias`, [D], 'hidden_size'))
-    }
+    const lin = linearImporter(t, p, true)
+    const ln = layerNormImporter(t, p, D)
     for (let l = 0; l < L; l++) {
       const h = `vit.encoder.layer.${l}`
       const s = `layers.${l}`
@@ -162,14 +154,8 @@ export const vit: ArchConverter = {
     out.set(`${e}.patch_embeddings.projection.bias`, get('embed.patch.bias'))
     out.set(`${e}.cls_token`, reshaped(get('embed.cls'), [1, 1, D]))
     out.set(`${e}.position_embeddings`, reshaped(get('embed.positions'), [1, spec.maxSeqLen, D]))
-    const lin = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, transposed(get(`${ours}.weight`)))
-      out.set(`${hf}.bias`, get(`${ours}.bias`))
-    }
-    const ln = (ours: string, hf: string) => {
-      out.set(`${hf}.weight`, get(`${ours}.weight`))
-      out.set(`${hf}.bias`, get(`${ours}.bias`))
-    }
+    const lin = linearExporter(params, out, true)
+    const ln = layerNormExporter(params, out)
     for (let l = 0; l < spec.nLayers; l++) {
       const h = `vit.encoder.layer.${l}`
       const s = `layers.${l}`
