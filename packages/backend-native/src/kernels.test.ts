@@ -294,6 +294,70 @@ describe.skipIf(missing)('native kernels against cpu', () => {
     ).toThrow(/index/)
   })
 
+  it('strided slice, unpack and split along inner axes (float32, int32, NaN, large, empty) and their gradients equal cpu', () => {
+    const shape = [3, 4, 5, 6]
+    const v = rand(count(shape), 41)
+    v[7] = Number.NaN
+    v[11] = Number.POSITIVE_INFINITY
+    const ints = Int32Array.from(v, (x) => (Number.isFinite(x) ? Math.round(10 * x) : 0))
+    const x = () => tf.tensor(v, shape)
+    // Cut along one inner axis, along several, with size -1, and a contiguous cut (cpu's view).
+    for (const [begin, size] of [
+      [
+        [0, 1, 0, 0],
+        [3, 2, 5, 6],
+      ],
+      [
+        [1, 0, 2, 3],
+        [2, 4, 3, -1],
+      ],
+      [
+        [0, 0, 0, 5],
+        [-1, -1, -1, 1],
+      ],
+      [
+        [1, 0, 0, 0],
+        [1, 4, 5, 6],
+      ],
+      [
+        [0, 1, 0, 0],
+        [3, 0, 5, 6],
+      ],
+    ])
+      agree(() => tf.slice(x(), begin, size), 0)
+    agree(() => tf.slice(tf.tensor(ints, shape, 'int32'), [0, 0, 1, 0], [3, 4, 3, 6]), 0)
+    for (const axis of [0, 1, 2, 3, -1]) agree(() => tf.unstack(x(), axis), 0)
+    agree(() => tf.unstack(tf.tensor(ints, shape, 'int32'), 3), 0)
+    for (const axis of [1, 3]) agree(() => tf.split(x(), [2, 1, shape[axis] - 3], axis), 0)
+    agree(() => tf.split(x(), 2, 3), 0) // equal parts along the last axis
+    // Above the threading threshold: 300 x 1031 x 4, unpacked along the last axis.
+    const big = rand(300 * 1031 * 4, 42)
+    agree(() => tf.unstack(tf.tensor(big, [300, 1031, 4]), 2), 0)
+    // Gradients: unstack's is stack, concat's is a split along the concatenated axis.
+    agree(
+      () =>
+        tf.grad((t: tf.Tensor) => {
+          const [a, b] = tf.split(t, [2, 4], 3)
+          return tf.sum(tf.mul(tf.concat([b, a], 3), tf.range(0, count(shape)).reshape(shape)))
+        })(tf.tensor(rand(count(shape), 43), shape)),
+      1e-6,
+    )
+  })
+
+  it('a strided slice picks the hand-computed values', () => {
+    tf.setBackend('native')
+    const got = tf.tidy(() => tf.slice(tf.range(0, 24).reshape([2, 3, 4]), [0, 1, 1], [2, 2, 2]).dataSync())
+    expect(Array.from(got)).toEqual([5, 6, 9, 10, 17, 18, 21, 22])
+    const cols = tf.tidy(() =>
+      tf.unstack(tf.range(0, 6).reshape([2, 3]), 1).map((t) => Array.from(t.dataSync())),
+    )
+    expect(cols).toEqual([
+      [0, 3],
+      [1, 4],
+      [2, 5],
+    ])
+  })
+
   it('unsortedSegmentSum with repeated, missing and out-of-range ids equals cpu', () => {
     const v = rand(6 * 3, 19)
     const ids = [2, 0, 2, 4, -1, 2]
