@@ -344,8 +344,10 @@ describe.skipIf(missing)('native kernels against cpu', () => {
     )
   })
 
-  it('a strided slice picks the hand-computed values', () => {
+  it('a strided slice picks the hand-computed values, and an out-of-bounds one throws as on cpu', () => {
     tf.setBackend('native')
+    expect(() => tf.tidy(() => tf.slice(tf.zeros([3, 4]), [1, 1], [1, 4]))).toThrow(/slice/i)
+    expect(() => tf.tidy(() => tf.slice(tf.zeros([3, 4]), [0, -1], [2, 2]))).toThrow()
     const got = tf.tidy(() => tf.slice(tf.range(0, 24).reshape([2, 3, 4]), [0, 1, 1], [2, 2, 2]).dataSync())
     expect(Array.from(got)).toEqual([5, 6, 9, 10, 17, 18, 21, 22])
     const cols = tf.tidy(() =>

@@ -162,7 +162,9 @@ function stridedSlice(
   outShape: number[] = extent,
 ): Info | null {
   const xv = words(backend, x)
-  if (!xv || extent.some((n) => n === 0) || tf.slice_util.isSliceContinous(x.shape, begin, extent))
+  // Out-of-bounds requests go to the cpu kernel, which raises tfjs's own error for them.
+  const inside = x.shape.every((d, a) => begin[a] >= 0 && extent[a] >= 0 && begin[a] + extent[a] <= d)
+  if (!xv || !inside || extent.some((n) => n === 0) || tf.slice_util.isSliceContinous(x.shape, begin, extent))
     return null
   const cut = x.shape.map((_, a) => a).filter((a) => extent[a] < x.shape[a])
   let values = xv
