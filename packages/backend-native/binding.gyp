@@ -10,7 +10,8 @@
         "native/unary.cc",
         "native/reduce.cc",
         "native/layout.cc",
-        "native/fused.cc"
+        "native/fused.cc",
+        "native/pool.cc"
       ],
       "include_dirs": [
         "/usr/include/openblas",

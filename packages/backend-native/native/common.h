@@ -59,28 +59,25 @@ inline int64_t Int(napi_env env, napi_value v) {
   return out;
 }
 
-// Elements of simple arithmetic worth a thread of their own: starting and joining a thread costs
-// tens of microseconds (far more on a busy machine), about as long as a pass over 100k floats.
+// Elements of simple arithmetic worth a thread of their own: waking a parked pool worker and
+// waiting for it costs a few microseconds (more on a busy machine), about a pass over 100k floats
+// split in two. Measured choices are in the README.
 constexpr int64_t kGrain = int64_t{1} << 17;
 
+// Runs fn(ctx, begin, end) over `threads` chunks of [0, n) on the persistent pool (pool.cc);
+// false if the pool is busy (another JS thread, or a call from inside a task).
+bool RunOnPool(int64_t threads, int64_t n, void (*fn)(void*, int64_t, int64_t), void* ctx);
+
 // Runs f(begin, end) over [0, n) split across g_threads threads when there are at least
-// `grain` items per thread; below that, thread start-up costs more than it saves.
+// `grain` items per thread; below that, waking a thread costs more than it saves.
 template <class F>
 void ParallelFor(int64_t n, int64_t grain, F f) {
   int64_t threads = g_threads;
   if (threads > n / (grain > 0 ? grain : 1)) threads = n / (grain > 0 ? grain : 1);
-  if (threads <= 1) {
-    if (n > 0) f(int64_t{0}, n);
+  if (threads > 1 &&
+      RunOnPool(threads, n, [](void* ctx, int64_t b, int64_t e) { (*static_cast<F*>(ctx))(b, e); }, &f))
     return;
-  }
-  std::vector<std::thread> workers;
-  const int64_t chunk = (n + threads - 1) / threads;
-  for (int64_t t = 1; t < threads; t++) {
-    const int64_t b = t * chunk, e = b + chunk < n ? b + chunk : n;
-    if (b < e) workers.emplace_back([=] { f(b, e); });
-  }
-  f(int64_t{0}, chunk < n ? chunk : n);
-  for (auto& w : workers) w.join();
+  if (n > 0) f(int64_t{0}, n);
 }
 
 void Export(napi_env env, napi_value exports, const char* name, napi_callback cb);
