@@ -1,31 +1,36 @@
 /**
- * Sprout (native backend, optionally cpu) against PyTorch eager on the same GPT-2-style decoder
- * (learned positions, pre-LN with biases, tanh-GELU 4× MLP, tied head, AdamW, random tokens),
- * one run after the other. PyTorch runs three ways: torch.set_num_threads(2) as installed (the
- * configuration the targets name); 2 threads with OMP_WAIT_POLICY=PASSIVE; and 1 thread. On this
- * 2-vCPU machine the first is much the slowest (PyTorch's spinning OpenMP threads compete with its
- * OpenBLAS threads), so the table also gives the ratio to the fastest PyTorch.
- *   npx tsx packages/bench/bench/native-vs-torch.ts [--steps 5] [--cpu] [--only small|large]
+ * Sprout (native backend, optionally cpu) against PyTorch 1.13 eager on the same GPT-2-style
+ * decoder (learned positions, pre-LN with biases, tanh-GELU 4× MLP, tied head, AdamW, random
+ * tokens) at three sizes, in interleaved rounds (every configuration once per round; the best of
+ * the rounds is kept). PyTorch runs three ways: torch.set_num_threads(2) as installed; 2 threads
+ * with OMP_WAIT_POLICY=PASSIVE; and 1 thread (on this 2-vCPU machine usually the fastest, since
+ * its matmuls still use both cores through OpenBLAS). Ratios are against the fastest of the three.
+ * The script also measures the machine's sgemm peak (OpenBLAS through the addon, 2048³, 1 and 2
+ * threads) and prints each run's model FLOP/s (core's analytic count) as a fraction of it.
+ *   npx tsx packages/bench/bench/native-vs-torch.ts [--steps 20] [--rounds 3] [--cpu] [--only small,medium,large]
  * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/backend-native built.
  */
 import { spawnSync } from 'node:child_process'
+import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import { sproutBackend } from '@sprout/backend-native'
-import { registerBackendCandidate } from '@sprout/core'
-import { runThroughput, type ThroughputShape } from '../src/index.js'
+import { loadAddon, sproutBackend } from '@sprout/backend-native'
+import { registerBackendCandidate, trainingFlops } from '@sprout/core'
+import { runThroughput, type ThroughputShape, throughputSpec } from '../src/index.js'
 
 // runThroughput selects the backend; offer it this package's.
 registerBackendCandidate(sproutBackend)
 
 interface Shape extends ThroughputShape {
   name: string
+  /** Issue 18's target: native tokens/s ÷ the fastest PyTorch setting's. */
   target: number
 }
 type Result = Awaited<ReturnType<typeof runThroughput>>
 
 const SHAPES: Shape[] = [
-  { name: 'large', layers: 4, dModel: 256, heads: 4, seqLen: 128, batch: 16, vocab: 256, target: 1.0 },
-  { name: 'small', layers: 2, dModel: 128, heads: 4, seqLen: 64, batch: 8, vocab: 256, target: 0.7 },
+  { name: 'small', layers: 2, dModel: 128, heads: 4, seqLen: 64, batch: 8, vocab: 256, target: 1.3 },
+  { name: 'medium', layers: 4, dModel: 256, heads: 4, seqLen: 128, batch: 16, vocab: 256, target: 1.3 },
+  { name: 'large', layers: 6, dModel: 512, heads: 8, seqLen: 256, batch: 8, vocab: 256, target: 1.2 },
 ]
 
 const TORCH_SCRIPT = `
@@ -88,34 +93,92 @@ function runTorch(s: Shape, steps: number, threads: number, passive = false): Re
 }
 
 function runSprout(s: Shape, steps: number, backend: string): Promise<Result> {
-  return runThroughput({ ...s, steps, backend, json: true }, { out: () => {}, err: (l) => console.error(l) })
+  return runThroughput({ ...s, steps, backend, json: true }, { out: () => {}, err: () => {} })
+}
+
+/** Best GFLOP/s of OpenBLAS sgemm on 2048×2048 matrices with `threads` threads (the machine's peak). */
+function sgemmPeak(threads: number): number {
+  const load = loadAddon()
+  if (!load.ok) throw new Error(`the native addon is not built (${load.reason}); run npm run setup`)
+  const n = 2048
+  const a = new Float32Array(n * n).fill(0.5)
+  const b = new Float32Array(n * n).fill(0.25)
+  const c = new Float32Array(n * n)
+  load.addon.setThreads(threads)
+  let best = 0
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now()
+    load.addon.sgemmBatched(a, b, c, 1, n, n, n, 0, 0, 0, 0)
+    best = Math.max(best, (2 * n ** 3) / ((performance.now() - t0) / 1000) / 1e9)
+  }
+  load.addon.setThreads(Number(process.env.OPENBLAS_NUM_THREADS ?? 2))
+  return best
 }
 
 const { values } = parseArgs({
   options: {
-    steps: { type: 'string', default: '5' },
+    steps: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '3' },
     cpu: { type: 'boolean', default: false },
     only: { type: 'string' },
   },
 })
 const steps = Number(values.steps)
-const rows: string[] = []
-for (const s of SHAPES.filter((x) => !values.only || x.name === values.only)) {
-  const torch = [runTorch(s, steps, 2), runTorch(s, steps, 2, true), runTorch(s, steps, 1)]
-  const native = await runSprout(s, steps, 'native')
-  const cpu = values.cpu ? await runSprout(s, Math.max(1, Math.floor(steps / 2)), 'cpu') : null
-  const best = Math.max(...torch.map((t) => t.tokensPerSecond))
-  const ratio = (t: number) => `${(native.tokensPerSecond / t).toFixed(2)}×`
-  const tps = (r: Result | null) => (r ? Math.round(r.tokensPerSecond).toLocaleString('en-US') : '—')
-  rows.push(
-    `| L${s.layers} D${s.dModel} H${s.heads} T${s.seqLen} B${s.batch} V${s.vocab} | ${native.params.toLocaleString('en-US')} | ${tps(cpu)} | ${tps(native)} | ${torch.map(tps).join(' | ')} | ${ratio(torch[0].tokensPerSecond)} (target ≥ ${s.target.toFixed(1)}×) | ${ratio(best)} |`,
-  )
-  console.error(
-    `${s.name}: native ${tps(native)} tok/s; PyTorch ${torch.map(tps).join(' / ')} (2 threads / 2 passive / 1 thread)`,
+const rounds = Number(values.rounds)
+const shapes = SHAPES.filter((x) => !values.only || values.only.split(',').includes(x.name))
+const peak1 = sgemmPeak(1)
+const peak2 = sgemmPeak(2)
+const load = () => loadavg()[0].toFixed(2)
+console.error(
+  `sgemm 2048³: ${peak1.toFixed(1)} GFLOP/s on 1 thread, ${peak2.toFixed(1)} on 2; load ${load()}`,
+)
+
+const CONFIGS = [
+  'native',
+  'torch 2 threads',
+  'torch 2 passive',
+  'torch 1 thread',
+  ...(values.cpu ? ['cpu'] : []),
+]
+const best = new Map<string, number>() // `${shape} ${config}` -> best tokens/s over rounds
+const params = new Map<string, number>()
+for (let round = 1; round <= rounds; round++)
+  for (const s of shapes) {
+    const got: Record<string, Result> = {
+      'torch 2 threads': runTorch(s, steps, 2),
+      'torch 2 passive': runTorch(s, steps, 2, true),
+      'torch 1 thread': runTorch(s, steps, 1),
+      native: await runSprout(s, steps, 'native'),
+    }
+    if (values.cpu) got.cpu = await runSprout(s, Math.max(1, Math.floor(steps / 4)), 'cpu')
+    params.set(s.name, got.native.params)
+    for (const [config, r] of Object.entries(got)) {
+      const key = `${s.name} ${config}`
+      best.set(key, Math.max(best.get(key) ?? 0, r.tokensPerSecond))
+    }
+    console.error(
+      `round ${round} ${s.name}: ${CONFIGS.map((c) => `${c} ${Math.round(got[c].tokensPerSecond)}`).join(', ')} tok/s (load ${load()})`,
+    )
+  }
+
+const tps = (v: number) => Math.round(v).toLocaleString('en-US')
+console.log(
+  `sgemm peak (2048³, OpenBLAS): ${peak1.toFixed(1)} GFLOP/s on 1 thread, ${peak2.toFixed(1)} GFLOP/s on 2`,
+)
+console.log(`best of ${rounds} interleaved rounds, ${steps} steps each, tokens/s; load at end ${load()}`)
+console.log(
+  `| model | params | native | ${CONFIGS.slice(1).join(' | ')} | fastest PyTorch | native / fastest (target) | native GFLOP/s (% of 2-thread peak) | fastest PyTorch GFLOP/s (%) |`,
+)
+console.log(`|---|---:|${CONFIGS.map(() => '---:|').join('')}---|---:|---:|---:|`)
+for (const s of shapes) {
+  const get = (c: string) => best.get(`${s.name} ${c}`)!
+  const torch = ['torch 2 threads', 'torch 2 passive', 'torch 1 thread']
+  const fastest = torch.reduce((a, c) => (get(c) > get(a) ? c : a))
+  const perToken = trainingFlops(throughputSpec(s), 1, 1, s.seqLen) / s.seqLen
+  const gflops = (t: number) =>
+    `${((t * perToken) / 1e9).toFixed(1)} (${((100 * t * perToken) / 1e9 / peak2).toFixed(0)} %)`
+  const ratio = get('native') / get(fastest)
+  console.log(
+    `| L${s.layers} D${s.dModel} H${s.heads} T${s.seqLen} B${s.batch} V${s.vocab} | ${params.get(s.name)!.toLocaleString('en-US')} | ${CONFIGS.map((c) => tps(get(c))).join(' | ')} | ${fastest} | **${ratio.toFixed(2)}×** (≥ ${s.target}×${ratio >= s.target ? ', met' : ', not met'}) | ${gflops(get('native'))} | ${gflops(get(fastest))} |`,
   )
 }
-console.log(
-  '| model | params | cpu tok/s | native tok/s | PyTorch 2 threads | PyTorch 2 threads, passive OpenMP | PyTorch 1 thread | native / PyTorch 2 threads | native / fastest PyTorch |',
-)
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
-for (const r of rows) console.log(r)
