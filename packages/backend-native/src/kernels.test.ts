@@ -344,6 +344,71 @@ describe.skipIf(missing)('native kernels against cpu', () => {
     )
   })
 
+  it('pad (constant, before/after on every axis, int32, NaN, large) and the gradient of a slice equal cpu', () => {
+    const shape = [3, 4, 5]
+    const v = rand(count(shape), 51)
+    v[3] = Number.NaN
+    for (const [paddings, c] of [
+      [
+        [
+          [0, 0],
+          [0, 0],
+          [0, 0],
+        ],
+        0,
+      ],
+      [
+        [
+          [1, 2],
+          [0, 3],
+          [2, 1],
+        ],
+        0,
+      ],
+      [
+        [
+          [0, 1],
+          [2, 0],
+          [0, 0],
+        ],
+        -1.5,
+      ],
+    ] as [[number, number][], number][])
+      agree(() => tf.pad(tf.tensor(v, shape), paddings, c), 0)
+    agree(
+      () =>
+        tf.pad(
+          tf.tensor(
+            Int32Array.from(v, (x) => (Number.isNaN(x) ? 0 : Math.round(10 * x))),
+            shape,
+            'int32',
+          ),
+          [
+            [1, 0],
+            [0, 0],
+            [0, 2],
+          ],
+          7,
+        ),
+      0,
+    )
+    agree(() => tf.pad(tf.tensor1d([1, 2, 3]), [[2, 1]]), 0)
+    const big = rand(300 * 1031, 52)
+    agree(
+      () =>
+        tf.pad(tf.tensor(big, [300, 1031]), [
+          [1, 1],
+          [3, 0],
+        ]),
+      0,
+    )
+    agree(
+      () =>
+        tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.slice(t, [1, 0, 2], [2, 3, 3]), 3)))(tf.tensor(v, shape)),
+      0,
+    )
+  })
+
   it('a strided slice picks the hand-computed values, and an out-of-bounds one throws as on cpu', () => {
     tf.setBackend('native')
     expect(() => tf.tidy(() => tf.slice(tf.zeros([3, 4]), [1, 1], [1, 4]))).toThrow(/slice/i)

@@ -232,7 +232,11 @@ function embed(spec: TransformerSpec, params: Params, inputs: tf.Tensor): tf.Ten
     h = gatherRows(params['embed.tokens'], inputs)
   }
   const T = h.shape[1]!
-  if (spec.positional !== 'rotary') h = tf.add(h, params['embed.positions'].slice([0, 0], [T, spec.dModel]))
+  if (spec.positional !== 'rotary') {
+    // At full length the table is used as is (a no-op slice would still cost a pad in the gradient).
+    const table = params['embed.positions']
+    h = tf.add(h, T === table.shape[0] ? table : table.slice([0, 0], [T, spec.dModel]))
+  }
   if (spec.normPlacement === 'post') h = normNamed(h, spec, params, 'embed.norm')
   return h
 }
