@@ -22,7 +22,9 @@ export function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
       value,
       gradFunc: (dy, saved) => {
         const [index] = saved as tf.Tensor[]
-        return tf.scatterND(index, (dy as tf.Tensor).reshape([index.shape[0]!, ...rest]), [rows, ...rest])
+        // Rows gathered more than once sum their gradients (a segment sum: native on `native`).
+        const dRows = (dy as tf.Tensor).reshape([index.shape[0]!, ...rest])
+        return tf.unsortedSegmentSum(dRows, index.reshape([-1]) as tf.Tensor1D, rows)
       },
     }
   })
