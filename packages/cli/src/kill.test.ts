@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { disposeModel, loadCheckpoint } from '@sprout/core'
+import { canMountTmpfs, disposeModel, loadCheckpoint, skipUnless } from '@sprout/core'
 import { importHuggingFace } from '@sprout/interop'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -296,19 +296,7 @@ describe('training runs killed at any point can be resumed or restarted', () => 
 })
 
 // A real read-only and a real full file system need a tmpfs mount (root); skipped elsewhere.
-const canMount = (() => {
-  if (process.getuid?.() !== 0) return false
-  const probe = mkdtempSync(join(tmpdir(), 'sprout-mnt-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' })
-    execFileSync('umount', [probe], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  } finally {
-    rmSync(probe, { recursive: true, force: true })
-  }
-})()
+const canMount = !skipUnless(canMountTmpfs(), 'root and tmpfs mounts (CI runs the tests as root)')
 
 describe('file-system errors are one line naming the path and the cause, exit 1', () => {
   it.skipIf(!canMount)('read-only and full file systems (tmpfs mounts)', async () => {

@@ -14,6 +14,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js'
+import { canMountTmpfs, skipUnless } from './environment.js'
 import { SproutError } from './errors.js'
 import {
   checkOutputPath,
@@ -280,19 +281,7 @@ describe('file-system errors', () => {
   })
 
   // A real read-only and a real full file system need a tmpfs mount (root): skipped elsewhere.
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false
-    const probe = mkdtempSync(join(tmpdir(), 'sprout-mnt-'))
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' })
-      execFileSync('umount', [probe], { stdio: 'ignore' })
-      return true
-    } catch {
-      return false
-    } finally {
-      rmSync(probe, { recursive: true, force: true })
-    }
-  })()
+  const canMount = !skipUnless(canMountTmpfs(), 'root and tmpfs mounts (CI runs the tests as root)')
   it.skipIf(!canMount)(
     'a checkpoint on a full or read-only file system: one line, nothing left',
     async () => {
