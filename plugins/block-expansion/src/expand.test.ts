@@ -1,14 +1,13 @@
 import {
   computeLoss,
   disposeModel,
-  GrowthError,
   maxAbsLogitDiff,
   parseOptions,
   parseSpec,
   quietGrowthContext,
   type TransformerSpec,
 } from '@sprout/core'
-import { perturbedModel } from '@sprout/testkit'
+import { growthRefusal, perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import blockExpansion, { checkBlockExpansion, expansionPlan } from './index.js'
@@ -39,15 +38,7 @@ async function grow(src: TransformerSpec, target: TransformerSpec, options: Reco
   return { source, result }
 }
 
-function refusal(f: () => unknown): string {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrowthError)
-    return (e as Error).message
-  }
-  throw new Error('expected a GrowthError')
-}
+const refusal = growthRefusal
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync())
 

@@ -1,6 +1,5 @@
 import {
   disposeModel,
-  GrowthError,
   initModel,
   paramTable,
   parseOptions,
@@ -8,7 +7,7 @@ import {
   quietGrowthContext,
   type TransformerSpec,
 } from '@sprout/core'
-import { describeGrowthOperator } from '@sprout/testkit'
+import { describeGrowthOperator, growthRefusal } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import stack, { checkStack, parseLayerSlices, sliceOrder, stackOptions } from './index.js'
@@ -27,15 +26,7 @@ const spec = (over: Record<string, unknown> = {}): TransformerSpec =>
 const opts = (layers: string | number, extra: Record<string, unknown> = {}) =>
   stackOptions.parse({ layers, ...extra })
 
-function refusal(f: () => unknown): string {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrowthError)
-    return (e as Error).message
-  }
-  throw new Error('expected a GrowthError')
-}
+const refusal = growthRefusal
 
 describe('depth up-scaling (option layers)', () => {
   it('parses ranges and single indices into the concatenated layer order', () => {
