@@ -3,26 +3,15 @@ import {
   disposeModel,
   maxAbsLogitDiff,
   parseOptions,
-  parseSpec,
   quietGrowthContext,
   type TransformerSpec,
 } from '@sprout/core'
-import { growthRefusal, perturbedModel } from '@sprout/testkit'
+import { depthTestDecoder, growthRefusal, perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import blockExpansion, { checkBlockExpansion, expansionPlan } from './index.js'
 
-const decoder = (over: Record<string, unknown> = {}): TransformerSpec =>
-  parseSpec({
-    family: 'decoder',
-    vocabSize: 40,
-    maxSeqLen: 8,
-    dModel: 16,
-    nLayers: 4,
-    nHeads: 2,
-    dFF: 32,
-    ...over,
-  })
+const decoder = depthTestDecoder
 
 /** A source whose every parameter (biases and norms included) is random, so a wrong copy shows. */
 const perturbed = (spec: TransformerSpec, seed: number) => perturbedModel(spec, seed, 0.3)
