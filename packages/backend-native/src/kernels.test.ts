@@ -1,25 +1,14 @@
-import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon, registerNativeBackend } from './index.js'
-import { count, expectClose, rand, runOn } from './kernels.testutil.js'
-
-const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
+import { describe, expect, it } from 'vitest'
+import { count, expectClose, nativeMissing, onNativeBackend, rand, runOn } from './kernels.testutil.js'
 
 /** f on cpu and on native from the same inputs: shapes, dtypes and values (within tol) equal. */
 function agree(f: () => tf.Tensor | tf.Tensor[], tol: number): void {
   expectClose(runOn('native', f), runOn('cpu', f), tol)
 }
 
-describe.skipIf(missing)('native kernels against cpu', () => {
-  let previous = ''
-  beforeAll(() => {
-    previous = tf.getBackend() ?? 'cpu'
-    expect(registerNativeBackend().ok).toBe(true)
-  })
-  afterAll(() => {
-    tf.setBackend(previous)
-  })
+describe.skipIf(nativeMissing)('native kernels against cpu', () => {
+  onNativeBackend()
 
   const unary: Record<string, { f: (x: tf.Tensor) => tf.Tensor; lo?: number }> = {
     exp: { f: tf.exp },

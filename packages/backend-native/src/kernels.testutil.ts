@@ -1,5 +1,25 @@
+import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { expect } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
+import { loadAddon, registerNativeBackend } from './index.js'
+
+/** The skip reason of the native kernel tests when the addon is not built (false when it is). */
+export const nativeMissing = skipUnless(
+  loadAddon().ok,
+  'the native addon over OpenBLAS (npm run setup builds it)',
+)
+
+/** Called in a describe: its tests run on the native backend (which must register), then the previous one is restored. */
+export function onNativeBackend(): void {
+  let previous = ''
+  beforeAll(() => {
+    previous = tf.getBackend() ?? 'cpu'
+    expect(registerNativeBackend().ok).toBe(true)
+  })
+  afterAll(() => {
+    tf.setBackend(previous)
+  })
+}
 
 /** n seeded pseudo-random floats in [lo, hi) (a 32-bit LCG): the kernel tests' shared inputs. */
 export function rand(n: number, seed: number, lo = -2, hi = 2): Float32Array {

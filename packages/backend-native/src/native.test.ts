@@ -1,10 +1,6 @@
-import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon, registerNativeBackend } from './index.js'
-import { rand } from './kernels.testutil.js'
-
-const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
+import { describe, expect, it } from 'vitest'
+import { nativeMissing, onNativeBackend, rand } from './kernels.testutil.js'
 
 /** Runs f on a backend with tensors built from plain arrays there, returning plain values. */
 function on<T extends tf.TensorContainer>(backend: string, f: () => T): T {
@@ -19,15 +15,8 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m
 }
 
-describe.skipIf(missing)('native backend', () => {
-  let previous = ''
-  beforeAll(() => {
-    previous = tf.getBackend() ?? 'cpu'
-    expect(registerNativeBackend().ok).toBe(true)
-  })
-  afterAll(() => {
-    tf.setBackend(previous)
-  })
+describe.skipIf(nativeMissing)('native backend', () => {
+  onNativeBackend()
 
   const cases: { name: string; a: number[]; b: number[] }[] = [
     { name: '2-D odd sizes', a: [7, 13], b: [13, 5] },

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { backendFromModule, describeBackend, initModel, parseSpec, selectBackend } from '@sprout/core'
+import { describeBackend, initModel, parseSpec } from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import { type MetricsRow, readRunConfig, runTrain } from '@sprout/trainer'
+import { benchBackend } from './setup.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const configPath = resolve(here, '../../../examples/moby-char.json')
@@ -24,13 +25,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 })
-console.log(
-  describeBackend(
-    await selectBackend(values.backend, {
-      candidates: [backendFromModule('native', '@sprout/backend-native')],
-    }),
-  ),
-)
+console.log(describeBackend(await benchBackend(values.backend)))
 
 const config = readRunConfig(configPath)
 const spec = parseSpec(JSON.parse(readFileSync(config.spec as string, 'utf8')))

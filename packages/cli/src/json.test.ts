@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EXIT, type Io, main } from './index.js'
+import { tinySuite } from './testing/suite.testutil.js'
 
 // `--json` promises one JSON document on stdout and nothing else, for results and for errors.
 // Every command is run with it and ALL of its stdout is parsed (not "the last line").
@@ -119,22 +120,7 @@ describe('--json prints exactly one JSON document on stdout', () => {
 
   it('bench compare and bench throughput', async () => {
     const suite = join(dir, 'suite.json')
-    const tiny = { family: 'decoder', vocabSize: 256, maxSeqLen: 8, nHeads: 2 }
-    writeFileSync(
-      suite,
-      JSON.stringify({
-        name: 'tiny',
-        data: 'moby-dick',
-        batchSize: 2,
-        seqLen: 8,
-        source: { ...tiny, dModel: 8, nLayers: 1, dFF: 16 },
-        target: { ...tiny, dModel: 16, nLayers: 1, dFF: 32 },
-        sourceSteps: 2,
-        targetSteps: 2,
-        evalEvery: 1,
-        evalBatches: 1,
-      }),
-    )
+    writeFileSync(suite, JSON.stringify(tinySuite))
     const cmp = await run(
       'bench',
       'compare',

@@ -7,6 +7,7 @@ import type { CommandIo } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from './index.js'
+import { tinySuite } from './testing/suite.testutil.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sprout-cli-'))
 const here = dirname(fileURLToPath(import.meta.url))
@@ -301,20 +302,10 @@ export default {
 `,
       )
       const suite = join(dir, 'tiny-suite.json')
-      const tiny = { family: 'decoder', vocabSize: 256, maxSeqLen: 8, nHeads: 2 }
       writeFileSync(
         suite,
         JSON.stringify({
-          name: 'tiny',
-          data: 'moby-dick',
-          batchSize: 2,
-          seqLen: 8,
-          source: { ...tiny, dModel: 8, nLayers: 1, dFF: 16 },
-          target: { ...tiny, dModel: 16, nLayers: 1, dFF: 32 },
-          sourceSteps: 2,
-          targetSteps: 2,
-          evalEvery: 1,
-          evalBatches: 1,
+          ...tinySuite,
           seeds: 1,
           budgets: [1],
           scratchLrSweep: [1],

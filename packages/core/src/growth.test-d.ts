@@ -1,18 +1,19 @@
 // Type tests, checked by `tsc -p packages/core/tsconfig.json` (and `vitest --typecheck`):
 // defineOperator and defineLearnedOperator infer the options type from the zod schema.
 import { expectTypeOf } from 'vitest'
-import { defineOperator, type GrowthOperator, z } from './growth.js'
+import { capabilities, defineOperator, type GrowthOperator, z } from './growth.js'
 import { defineLearnedOperator, type LearnedParametrisation, learnedOptionsShape } from './learned.js'
 
 const schema = z.strictObject({ copies: z.number().int().default(2), mode: z.enum(['a', 'b']).default('a') })
-const caps = {
-  width: true,
-  depth: false,
-  heads: false,
-  ffn: false,
-  moe: false,
-  learned: false,
+const caps = capabilities('width', 'functionPreserving')
+const report = {
+  method: 'typed',
+  growthFlops: 0,
+  steps: 0,
+  seconds: 0,
   functionPreserving: true,
+  maxAbsLogitDiff: 0,
+  details: {},
 }
 
 const op = defineOperator({
@@ -25,18 +26,7 @@ const op = defineOperator({
   },
   async grow(source, _target, _ctx, options) {
     expectTypeOf(options.copies).toBeNumber()
-    return {
-      model: source,
-      report: {
-        method: 'typed',
-        growthFlops: 0,
-        steps: 0,
-        seconds: 0,
-        functionPreserving: true,
-        maxAbsLogitDiff: 0,
-        details: {},
-      },
-    }
+    return { model: source, report }
   },
 })
 expectTypeOf(op).toEqualTypeOf<GrowthOperator<{ copies: number; mode: 'a' | 'b' }>>()
@@ -51,18 +41,7 @@ defineOperator({
     // @ts-expect-error: `missing` is not an option of this schema
     options.missing
   },
-  grow: async (source) => ({
-    model: source,
-    report: {
-      method: 'x',
-      growthFlops: 0,
-      steps: 0,
-      seconds: 0,
-      functionPreserving: true,
-      maxAbsLogitDiff: 0,
-      details: {},
-    },
-  }),
+  grow: async (source) => ({ model: source, report }),
 })
 
 declare const parametrisation: LearnedParametrisation

@@ -3,12 +3,15 @@ import { GrowthError } from './errors.js'
 import {
   assertGrowthOperator,
   assertNoShrink,
+  capabilities,
   defineOperator,
+  freshRunSchedule,
   OperatorRegistry,
   parseOptionPairs,
   parseOptions,
   z,
 } from './growth.js'
+import { learnedStartShape, startNoise } from './learned.js'
 import { parseSpec } from './spec.js'
 
 const op = defineOperator({
@@ -18,15 +21,7 @@ const op = defineOperator({
     steps: z.number().int().positive().default(100),
     mode: z.enum(['a', 'b']).default('a'),
   }),
-  capabilities: {
-    width: true,
-    depth: false,
-    heads: false,
-    ffn: false,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('width', 'functionPreserving'),
   check: () => {},
   grow: async () => {
     throw new Error('unused')
@@ -59,6 +54,42 @@ describe('growth contract', () => {
       /\.\/plugin\.js is not a GrowthOperator: "name"/,
     )
     expect(() => assertGrowthOperator(op, 'toy')).not.toThrow()
+  })
+  it('capabilities: the named flags true, every other false', () => {
+    expect(capabilities('width', 'functionPreserving')).toEqual({
+      width: true,
+      depth: false,
+      heads: false,
+      ffn: false,
+      moe: false,
+      learned: false,
+      functionPreserving: true,
+    })
+    expect(Object.values(capabilities()).every((v) => v === false)).toBe(true)
+    expect(Object.keys(capabilities()).length).toBe(7)
+  })
+  it('freshRunSchedule: 1% warm-up, cosine to 0.1 over every step, fresh optimizer, the note and extras', () => {
+    expect(freshRunSchedule('why', { maskRampSteps: 50 })).toEqual({
+      kind: 'cosine',
+      peakLrScale: 1,
+      warmupFraction: 0.01,
+      decayFraction: 1,
+      minLrRatio: 0.1,
+      freshOptimizer: true,
+      maskRampSteps: 50,
+      note: 'why',
+    })
+    expect('maskRampSteps' in freshRunSchedule('why')).toBe(false)
+  })
+  it('learned starts: noise only where the start does not preserve the function, unless set', () => {
+    expect(startNoise(undefined, true)).toBe(0)
+    expect(startNoise(undefined, false)).toBe(0.01)
+    expect(startNoise(0.2, true)).toBe(0.2)
+    expect(startNoise(0, false)).toBe(0)
+    const start = z.strictObject(learnedStartShape)
+    expect(start.parse({})).toEqual({ widthInit: 'preserve', depthInit: 'stack' })
+    expect(() => start.parse({ widthInit: 'zero' })).toThrow()
+    expect(() => start.parse({ initNoise: -1 })).toThrow()
   })
   it('refuses shrinking and architecture changes', () => {
     const s = parseSpec({

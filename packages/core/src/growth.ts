@@ -26,6 +26,24 @@ export interface OperatorCapabilities {
   functionPreserving: boolean
 }
 
+/**
+ * The capability table with the named flags true and every other one false, so an operator
+ * states only what it does: `capabilities('depth', 'functionPreserving')`.
+ */
+export function capabilities(...flags: (keyof OperatorCapabilities)[]): OperatorCapabilities {
+  const table: OperatorCapabilities = {
+    width: false,
+    depth: false,
+    heads: false,
+    ffn: false,
+    moe: false,
+    learned: false,
+    functionPreserving: false,
+  }
+  for (const flag of flags) table[flag] = true
+  return table
+}
+
 /** Learning-rate schedule recommended by a method for training the grown model. */
 export interface ScheduleRecommendation {
   kind: 'cosine' | 'linear' | 'constant'
@@ -41,6 +59,27 @@ export interface ScheduleRecommendation {
   /** Extra: MSG-style mask ramp, steps over which new structure fades in. */
   maskRampSteps?: number
   note: string
+}
+
+/**
+ * The recipe of methods whose grown model trains as a fresh run of the larger size: the peak
+ * learning rate of training from scratch after a 1% warm-up, cosine to 0.1 of it over all the
+ * planned steps, a fresh optimizer. `note` says why for the method; `extra` adds to it (a mask ramp).
+ */
+export function freshRunSchedule(
+  note: string,
+  extra: Pick<ScheduleRecommendation, 'maskRampSteps'> = {},
+): ScheduleRecommendation {
+  return {
+    kind: 'cosine',
+    peakLrScale: 1,
+    warmupFraction: 0.01,
+    decayFraction: 1,
+    minLrRatio: 0.1,
+    freshOptimizer: true,
+    ...extra,
+    note,
+  }
 }
 
 export interface GrowthReport {

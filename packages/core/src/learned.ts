@@ -47,6 +47,28 @@ export const learnedOptionsShape = {
   weightDecay: z.number().min(0).default(0),
 }
 
+/**
+ * Options of learned methods that start from a fixed initialisation before fitting: the width
+ * start (`preserve`: the function-preserving start; `identity`: [I; 0]; `duplicate`: Net2Net-like
+ * copies), the depth start (stacked or interpolated layers) and the noise on the start
+ * (resolved by `startNoise`).
+ */
+export const learnedStartShape = {
+  widthInit: z.enum(['preserve', 'identity', 'duplicate']).default('preserve'),
+  depthInit: z.enum(['stack', 'interpolate']).default('stack'),
+  /** Default: 0 for the function-preserving start, 0.01 for the fixed-method starts (their new entries need it to get gradients). */
+  initNoise: z.number().min(0).optional(),
+}
+
+/**
+ * The noise on a learned operator's start: `initNoise` when the options set it, else none for a
+ * start that preserves the function and 0.01 for the others, whose zero entries would otherwise
+ * get no gradient.
+ */
+export function startNoise(initNoise: number | undefined, preserving: boolean): number {
+  return initNoise ?? (preserving ? 0 : 0.01)
+}
+
 export interface LearnedOptions {
   steps: number
   learningRate: number

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { assertGrowthOperator, type GrowthOperator, OperatorRegistry, z } from './growth.js'
+import { assertGrowthOperator, capabilities, type GrowthOperator, OperatorRegistry, z } from './growth.js'
 import { formatPaper, type OperatorMeta } from './operator-meta.js'
 
 const paper = {
@@ -16,15 +16,7 @@ function operator(meta: unknown): GrowthOperator {
     description: 'test operator',
     meta: meta as OperatorMeta,
     options: z.strictObject({}),
-    capabilities: {
-      width: true,
-      depth: false,
-      heads: false,
-      ffn: false,
-      moe: false,
-      learned: false,
-      functionPreserving: false,
-    },
+    capabilities: capabilities('width'),
     check: () => {},
     grow: async () => {
       throw new Error('unused')

@@ -1,16 +1,6 @@
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  fsyncSync,
-  openSync,
-  readSync,
-  renameSync,
-  rmSync,
-  type Stats,
-  writeSync,
-} from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs'
 import { SproutError } from './errors.js'
+import { replaceFile, writeFully } from './fsutil.js'
 import { assertFitsMemory, formatBytes } from './limits.js'
 
 /** Dtypes we read. F16 and BF16 are widened to float32; F64 narrowed to float32. */
@@ -545,11 +535,6 @@ function bf16(v: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff
 }
 
-function writeFully(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, position + done)
-}
-
 /**
  * Writes safetensors tensor by tensor with positioned writes (never the whole file in one
  * buffer) to a temp file beside `path`, flushes it and renames it into place, so readers see
@@ -562,10 +547,8 @@ export function writeSafetensors(
   floatFormat: 'F32' | 'F16' | 'BF16' = 'F32',
 ): void {
   const { header, items } = layout(tensors, metadata, floatFormat)
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
   try {
-    const fd = openSync(tmp, 'w')
-    try {
+    replaceFile(path, (fd) => {
       writeFully(fd, header, 0)
       const scratch = new Uint8Array(CHUNK_BYTES)
       for (const item of items) {
@@ -575,13 +558,8 @@ export function writeSafetensors(
           at += chunk.byteLength
         }
       }
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(tmp, path)
+    })
   } catch (e) {
-    rmSync(tmp, { force: true })
     if (e instanceof SproutError) throw e
     // The cause is kept so a caller writing a folder can say it in terms of that folder (fsError).
     throw new SproutError('IO', `cannot write ${path}: ${(e as Error).message}`, { cause: e })

@@ -1,15 +1,5 @@
-import {
-  computeLoss,
-  FlopMeter,
-  type GrowthContext,
-  initModel,
-  type Model,
-  type Params,
-  SeededRandom,
-  type TransformerSpec,
-} from '@sprout/core'
-import { createFit } from '@sprout/trainer'
-import * as tf from '@tensorflow/tfjs'
+import { FlopMeter, type GrowthContext, type Model, SeededRandom, type TransformerSpec } from '@sprout/core'
+import { pretrainModel, quietFitContext } from '@sprout/trainer'
 import { createTestFit, type FitRecord } from './fit.js'
 import { type BatchSource, syntheticBatches } from './synthetic.js'
 
@@ -45,16 +35,7 @@ export function testContext(target: TransformerSpec, seed: number, maxFitSteps?:
  * A quiet GrowthContext whose fit is the trainer's `createFit` on `batches` (no fit and no
  * batches when omitted: growing with steps = 0).
  */
-export function fitContext(seed: number, batches?: BatchSource): GrowthContext {
-  return {
-    seed,
-    random: new SeededRandom(seed),
-    flops: new FlopMeter(),
-    progress: () => {},
-    log: () => {},
-    ...(batches ? { batches, fit: createFit(batches) } : {}),
-  }
-}
+export const fitContext: (seed: number, batches?: BatchSource) => GrowthContext = quietFitContext
 
 /**
  * A source model trained for `steps` AdamW steps (the trainer's `createFit` on the model's own
@@ -67,21 +48,5 @@ export async function pretrainedModel(
   learningRate: number,
   seed = 11,
 ): Promise<Model> {
-  const init = initModel(spec, seed)
-  const vars: Record<string, tf.Variable> = {}
-  for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
-  tf.dispose(Object.values(init.params))
-  await createFit(batches)({
-    trainables: vars,
-    loss: (b) => computeLoss({ spec, params: vars as Params }, b).loss,
-    steps,
-    learningRate,
-    flopsPerStep: 0,
-  })
-  const params: Params = {}
-  for (const [k, v] of Object.entries(vars)) {
-    params[k] = tf.clone(v)
-    v.dispose()
-  }
-  return { spec, params }
+  return (await pretrainModel(spec, batches, { steps, learningRate, seed })).model
 }

@@ -1,4 +1,5 @@
 import {
+  capabilities,
   cloneModel,
   defineOperator,
   GrowthError,
@@ -66,15 +67,7 @@ export const zeroPadOperator = defineOperator({
   name: 'zero-pad',
   description: 'Grows heads, FFN width and depth by zero-padding (function preserving)',
   options: z.strictObject({ scale: z.number().positive().default(1) }),
-  capabilities: {
-    width: false,
-    depth: true,
-    heads: true,
-    ffn: true,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('heads', 'ffn', 'depth', 'functionPreserving'),
   check: checkPad,
   async grow(source, target) {
     checkPad(source.spec, target)
@@ -96,15 +89,7 @@ export const finetunePadOperator = defineOperator({
     steps: z.number().int().min(0).default(20),
     learningRate: z.number().min(0).default(0.01),
   }),
-  capabilities: {
-    width: false,
-    depth: false,
-    heads: false,
-    ffn: true,
-    moe: false,
-    learned: true,
-    functionPreserving: false,
-  },
+  capabilities: capabilities('ffn', 'learned'),
   check: checkFfnOnly,
   async grow(source, target, ctx, options) {
     checkFfnOnly(source.spec, target)

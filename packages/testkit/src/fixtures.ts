@@ -57,3 +57,20 @@ export function claimedFixtures(caps: OperatorCapabilities, fixtures: Fixture[])
 export function unclaimedKinds(caps: OperatorCapabilities): GrowthKind[] {
   return growthKinds.filter((k) => !caps[k])
 }
+
+/**
+ * A 4-layer d16 decoder (vocab 40, 2 heads, dFF 32) with `over` applied: the source the depth
+ * methods' own tests (stacking's layer maps, block expansion) vary field by field.
+ */
+export function depthTestDecoder(over: Record<string, unknown> = {}): TransformerSpec {
+  return parseSpec({
+    family: 'decoder',
+    vocabSize: 40,
+    maxSeqLen: 8,
+    dModel: 16,
+    nLayers: 4,
+    nHeads: 2,
+    dFF: 32,
+    ...over,
+  })
+}

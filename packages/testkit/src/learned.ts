@@ -22,6 +22,11 @@ export function meanLoss(model: Model, batches: Batch[]): number {
   return sum / batches.length
 }
 
+/** A source pretrained 60 steps on a Markov chain, so a learned operator has something to transfer. */
+export function markovPretrained(spec: TransformerSpec): Promise<Model> {
+  return pretrainedModel(spec, markovBatches(spec, 8, 8, 99), 60, 1e-2)
+}
+
 /**
  * Grows `source` with a learned operator's initialisation only (steps = 0) and returns
  * max |Δ logits| between the grown model and the source on random inputs.
@@ -107,7 +112,7 @@ export async function fitFromPreservingStart<O extends Record<string, unknown>>(
   target: TransformerSpec,
   options: O,
 ): Promise<{ source: number; fitted: number }> {
-  const source = await pretrainedModel(small, markovBatches(small, 8, 8, 99), 60, 1e-2)
+  const source = await markovPretrained(small)
   const heldStream = markovBatches(target, 8, 8, 4242)
   const held = Array.from({ length: 4 }, () => heldStream.next())
   try {

@@ -1,4 +1,16 @@
-import { type FitRequest, type FitResult, type GrowthContext, SproutError } from '@sprout/core'
+import {
+  computeLoss,
+  type FitRequest,
+  type FitResult,
+  FlopMeter,
+  type GrowthContext,
+  initModel,
+  type Model,
+  type Params,
+  SeededRandom,
+  SproutError,
+  type TransformerSpec,
+} from '@sprout/core'
 import type { BatchStream } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { AdamW } from './optimizers.js'
@@ -53,4 +65,49 @@ export function createFit(
       seconds: (performance.now() - start) / 1000,
     }
   }
+}
+
+/**
+ * A quiet GrowthContext (no progress, no log) seeded with `seed`, whose fit is `createFit` on
+ * `stream`; without a stream it has neither fit nor batches (growing with steps = 0). What tests
+ * and benchmark scripts pass a learned operator outside the CLI.
+ */
+export function quietFitContext(seed: number, stream?: NonNullable<GrowthContext['batches']>): GrowthContext {
+  return {
+    seed,
+    random: new SeededRandom(seed),
+    flops: new FlopMeter(),
+    progress: () => {},
+    log: () => {},
+    ...(stream ? { batches: stream, fit: createFit(stream) } : {}),
+  }
+}
+
+/**
+ * `spec` initialised with `seed` and trained `steps` steps by `createFit` (AdamW at the constant
+ * `learningRate` on every weight, no FLOP accounting) on `stream`: a source with something for
+ * growth to transfer. Returns the model and the fit's losses.
+ */
+export async function pretrainModel(
+  spec: TransformerSpec,
+  stream: Pick<BatchStream, 'next'>,
+  opts: { steps: number; learningRate: number; seed: number },
+): Promise<{ model: Model; losses: number[] }> {
+  const init = initModel(spec, opts.seed)
+  const vars: Record<string, tf.Variable> = {}
+  for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
+  tf.dispose(Object.values(init.params))
+  const { losses } = await createFit(stream)({
+    trainables: vars,
+    loss: (b) => computeLoss({ spec, params: vars as Params }, b).loss,
+    steps: opts.steps,
+    learningRate: opts.learningRate,
+    flopsPerStep: 0,
+  })
+  const params: Params = {}
+  for (const [k, v] of Object.entries(vars)) {
+    params[k] = tf.clone(v)
+    v.dispose()
+  }
+  return { model: { spec, params }, losses }
 }

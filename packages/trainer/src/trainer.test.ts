@@ -5,7 +5,7 @@ import { computeLoss, disposeModel, initModel, loadCheckpoint, parseSpec } from 
 import { type Dataset, openDataset } from '@sprout/data'
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createFit } from './fit.js'
+import { createFit, pretrainModel, quietFitContext } from './fit.js'
 import { evaluate, evaluateMasked, type TrainConfig, type TrainerState, train } from './loop.js'
 import { AdamW, clipByGlobalNorm, Sgd } from './optimizers.js'
 import { learningRate } from './schedule.js'
@@ -355,6 +355,35 @@ describe('fit', () => {
     expect(scale.dataSync()[0]).not.toBeCloseTo(0.1, 4)
     scale.dispose()
     disposeModel(model)
+  })
+})
+
+describe('pretrainModel and quietFitContext', () => {
+  it('pretrainModel trains every weight from the seeded init, deterministically, leaving only the model', async () => {
+    const before = tf.memory().numTensors
+    const a = await pretrainModel(spec, (await data(2)).train, { steps: 4, learningRate: 1e-2, seed: 5 })
+    const b = await pretrainModel(spec, (await data(2)).train, { steps: 4, learningRate: 1e-2, seed: 5 })
+    const init = initModel(spec, 5)
+    expect(a.losses).toHaveLength(4)
+    expect(a.losses).toEqual(b.losses)
+    for (const k of Object.keys(init.params)) {
+      expect(Array.from(a.model.params[k].dataSync()), k).toEqual(Array.from(b.model.params[k].dataSync()))
+      expect(Array.from(a.model.params[k].dataSync()), k).not.toEqual(Array.from(init.params[k].dataSync()))
+    }
+    disposeModel(init)
+    disposeModel(b.model)
+    expect(tf.memory().numTensors).toBe(before + Object.keys(a.model.params).length)
+    disposeModel(a.model)
+  })
+  it('quietFitContext has a fit and batches only when given a stream', async () => {
+    const bare = quietFitContext(3)
+    expect(bare.fit).toBeUndefined()
+    expect(bare.batches).toBeUndefined()
+    expect(bare.seed).toBe(3)
+    const stream = (await data(2)).train
+    const withData = quietFitContext(3, stream)
+    expect(withData.batches).toBe(stream)
+    expect(typeof withData.fit).toBe('function')
   })
 })
 

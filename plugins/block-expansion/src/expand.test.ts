@@ -1,29 +1,17 @@
 import {
   computeLoss,
   disposeModel,
-  GrowthError,
   maxAbsLogitDiff,
   parseOptions,
-  parseSpec,
   quietGrowthContext,
   type TransformerSpec,
 } from '@sprout/core'
-import { perturbedModel } from '@sprout/testkit'
+import { depthTestDecoder, growthRefusal, perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import blockExpansion, { checkBlockExpansion, expansionPlan } from './index.js'
 
-const decoder = (over: Record<string, unknown> = {}): TransformerSpec =>
-  parseSpec({
-    family: 'decoder',
-    vocabSize: 40,
-    maxSeqLen: 8,
-    dModel: 16,
-    nLayers: 4,
-    nHeads: 2,
-    dFF: 32,
-    ...over,
-  })
+const decoder = depthTestDecoder
 
 /** A source whose every parameter (biases and norms included) is random, so a wrong copy shows. */
 const perturbed = (spec: TransformerSpec, seed: number) => perturbedModel(spec, seed, 0.3)
@@ -39,15 +27,7 @@ async function grow(src: TransformerSpec, target: TransformerSpec, options: Reco
   return { source, result }
 }
 
-function refusal(f: () => unknown): string {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrowthError)
-    return (e as Error).message
-  }
-  throw new Error('expected a GrowthError')
-}
+const refusal = growthRefusal
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync())
 

@@ -1,4 +1,11 @@
-import { defineOperator, type GrowthResult, validateParams, z } from '@sprout/core'
+import {
+  capabilities,
+  defineOperator,
+  freshRunSchedule,
+  type GrowthResult,
+  validateParams,
+  z,
+} from '@sprout/core'
 import { checkBlockExpansion, expandBlocks } from './expand.js'
 
 export {
@@ -38,15 +45,7 @@ const blockExpansion = defineOperator<BlockExpansionOptions>({
   description:
     'LLaMA Pro block expansion: after every `every` source layers insert a copy of the layer before with its attention output and MLP down projections zeroed (an exact identity in pre-norm models); records the new blocks so `"freeze": ["source"]` trains only them',
   options: blockExpansionOptions as unknown as z.ZodType<BlockExpansionOptions>,
-  capabilities: {
-    width: false,
-    depth: true,
-    heads: false,
-    ffn: false,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('depth', 'functionPreserving'),
   check(source, target, options) {
     checkBlockExpansion(source, target, options.every)
   },
@@ -74,15 +73,9 @@ const blockExpansion = defineOperator<BlockExpansionOptions>({
           newParams: newParams.length,
         },
       },
-      schedule: {
-        kind: 'cosine',
-        peakLrScale: 1,
-        warmupFraction: 0.01,
-        decayFraction: 1,
-        minLrRatio: 0.1,
-        freshOptimizer: true,
-        note: `block-expansion: ${inserted.length} new blocks start as identities; LLaMA Pro trains only them (run config "freeze": ["source"]) with a fresh optimizer`,
-      },
+      schedule: freshRunSchedule(
+        `block-expansion: ${inserted.length} new blocks start as identities; LLaMA Pro trains only them (run config "freeze": ["source"]) with a fresh optimizer`,
+      ),
     }
   },
 })

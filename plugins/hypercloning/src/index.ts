@@ -1,6 +1,8 @@
 import {
+  capabilities,
   countParams,
   defineOperator,
+  freshRunSchedule,
   GrowthError,
   type GrowthResult,
   maxAbsLogitDiff,
@@ -31,15 +33,9 @@ const M = 'hypercloning'
 
 /** The grown model computes the source's function, so training simply continues it. */
 export function hypercloningSchedule(): ScheduleRecommendation {
-  return {
-    kind: 'cosine',
-    peakLrScale: 1,
-    warmupFraction: 0.01,
-    decayFraction: 1,
-    minLrRatio: 0.1,
-    freshOptimizer: true,
-    note: 'HyperCloning: train the cloned model as a fresh run of the larger size (same recipe as from scratch, short warm-up); the clones start identical (up to the symmetric noise) and drift apart with training',
-  }
+  return freshRunSchedule(
+    'HyperCloning: train the cloned model as a fresh run of the larger size (same recipe as from scratch, short warm-up); the clones start identical (up to the symmetric noise) and drift apart with training',
+  )
 }
 
 const hypercloning = defineOperator<HypercloningOptions>({
@@ -60,15 +56,7 @@ const hypercloning = defineOperator<HypercloningOptions>({
   description:
     'HyperCloning (Samragh et al., 2024): integer width growth (dModel, heads, FFN) by tiling weights with 1/n on the input side; exactly function-preserving, optional symmetric noise (noise = SNR in dB)',
   options: hypercloningOptions as unknown as z.ZodType<HypercloningOptions>,
-  capabilities: {
-    width: true,
-    depth: false,
-    heads: true,
-    ffn: true,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('width', 'heads', 'ffn', 'functionPreserving'),
   check: (source, target) => {
     widthFactors(source, target)
   },

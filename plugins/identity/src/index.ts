@@ -1,4 +1,4 @@
-import { defineOperator, GrowthError, type Params, specSummary, z } from '@sprout/core'
+import { capabilities, defineOperator, GrowthError, type Params, specSummary, z } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
 
 /**
@@ -9,15 +9,7 @@ const identity = defineOperator({
   name: 'identity',
   description: 'Copies the model unchanged (source and target specs must be equal)',
   options: z.strictObject({}),
-  capabilities: {
-    width: false,
-    depth: false,
-    heads: false,
-    ffn: false,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('functionPreserving'),
   check(source, target) {
     if (JSON.stringify(source) !== JSON.stringify(target))
       throw new GrowthError(

@@ -1,4 +1,5 @@
 import {
+  capabilities,
   defineOperator,
   GrowthError,
   type GrowthResult,
@@ -164,15 +165,7 @@ const lemon = defineOperator<LemonOptions>({
   description:
     'Lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
   options: lemonOptions as unknown as z.ZodType<LemonOptions>,
-  capabilities: {
-    width: true,
-    depth: true,
-    heads: true,
-    ffn: true,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('width', 'depth', 'heads', 'ffn', 'functionPreserving'),
   check: (source, target) => checkLemon(source, target),
   async grow(source, target, ctx, options): Promise<GrowthResult> {
     const start = performance.now()

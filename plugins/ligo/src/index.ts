@@ -1,14 +1,11 @@
-import { defineLearnedOperator, learnedOptionsShape, z } from '@sprout/core'
+import { defineLearnedOperator, learnedOptionsShape, learnedStartShape, startNoise, z } from '@sprout/core'
 import { createLigo } from './operator.js'
 
 export const ligoOptions = z.strictObject({
   ...learnedOptionsShape,
+  ...learnedStartShape,
   form: z.enum(['kronecker', 'block']).default('kronecker'),
-  widthInit: z.enum(['preserve', 'identity', 'duplicate']).default('preserve'),
-  depthInit: z.enum(['stack', 'interpolate']).default('stack'),
   newLayers: z.enum(['identity', 'copy']).default('identity'),
-  /** Default: 0 for the function-preserving start, 0.01 for the fixed-method starts (their new rows need it to get gradients). */
-  initNoise: z.number().min(0).optional(),
 })
 export type LigoOptions = z.infer<typeof ligoOptions>
 
@@ -40,7 +37,7 @@ const ligo = defineLearnedOperator({
         widthInit: options.widthInit,
         depthInit: options.depthInit,
         newLayers: options.newLayers,
-        initNoise: options.initNoise ?? (options.widthInit === 'preserve' ? 0 : 0.01),
+        initNoise: startNoise(options.initNoise, options.widthInit === 'preserve'),
       },
       seed,
     ),

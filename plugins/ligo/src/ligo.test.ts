@@ -1,22 +1,20 @@
 import {
   type AxisRole,
-  type Batch,
   computeLoss,
-  forward,
   GrowthError,
   initModel,
   type Model,
   paramTable,
   parseSpec,
-  SeededRandom,
   type TransformerSpec,
-  validateParams,
 } from '@sprout/core'
 import {
-  type BatchSource,
+  describeLearnedFamilies,
+  describeLearnedFitting,
   disposeBatch,
+  expectGradientsMatchFiniteDifferences,
+  expectParamsMatch,
   markovBatches,
-  pretrainedModel,
   fitContext as testContext,
 } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
@@ -86,15 +84,7 @@ function reference(
   return out
 }
 
-function expectMatches(model: Model, ref: Record<string, Float32Array>) {
-  validateParams(model.spec, model.params)
-  for (const [name, vals] of Object.entries(ref)) {
-    const got = model.params[name].dataSync()
-    let max = 0
-    for (let i = 0; i < vals.length; i++) max = Math.max(max, Math.abs(got[i] - vals[i]))
-    expect(max, name).toBeLessThan(1e-6)
-  }
-}
+const expectMatches = (model: Model, ref: Record<string, Float32Array>) => expectParamsMatch(model, ref, 1e-6)
 
 const source = initModel(small, 7)
 afterAll(() => dispose(source))
@@ -212,166 +202,36 @@ describe('ligo operator parameters', () => {
       { form: 'kronecker', widthInit: 'identity', depthInit: 'stack', newLayers: 'copy', initNoise: 0.2 },
       3,
     )
-    const stream = markovBatches(big, 2, 8, 5)
-    const batch = stream.next()
-    const lossOf = () =>
-      tf.tidy(
-        () => computeLoss({ spec: big, params: op.materialise(source.params) }, batch).loss.dataSync()[0],
-      )
-    const { grads, value } = tf.variableGrads(
+    const batch = markovBatches(big, 2, 8, 5).next()
+    expectGradientsMatchFiniteDifferences(
+      op.variables,
       () => computeLoss({ spec: big, params: op.materialise(source.params) }, batch).loss,
-      Object.values(op.variables),
     )
-    value.dispose()
-    const rng = new SeededRandom(9)
-    for (const [name, v] of Object.entries(op.variables)) {
-      const g = grads[v.name].dataSync()
-      let maxAbs = 0
-      let arg = 0
-      for (let i = 0; i < g.length; i++)
-        if (Math.abs(g[i]) > maxAbs) {
-          maxAbs = Math.abs(g[i])
-          arg = i
-        }
-      expect(maxAbs, `gradient of ${name}`).toBeGreaterThan(1e-6)
-      const nonzero = g.filter((x) => Math.abs(x) > 1e-9).length
-      expect(nonzero / g.length, `${name}: share of entries with gradient`).toBeGreaterThan(0.95)
-      // central differences at the largest entry and at a random one
-      for (const at of [arg, rng.int(g.length)]) {
-        const eps = 1e-2
-        const orig = v.dataSync().slice()
-        const bump = (delta: number) => {
-          const d = orig.slice()
-          d[at] += delta
-          v.assign(tf.tensor(d, v.shape))
-          return lossOf()
-        }
-        const fd = (bump(eps) - bump(-eps)) / (2 * eps)
-        v.assign(tf.tensor(orig, v.shape))
-        expect(Math.abs(fd - g[at]), `${name}[${at}] fd ${fd} vs ${g[at]}`).toBeLessThan(
-          2e-3 + 0.05 * Math.abs(g[at]),
-        )
-      }
-    }
-    tf.dispose(Object.values(grads))
     disposeBatch(batch)
     op.dispose()
   })
 })
 
-/** Pretrains the tiny source on the Markov data so growth has something to transfer. */
-function pretrained(spec: TransformerSpec): Promise<Model> {
-  return pretrainedModel(spec, markovBatches(spec, 8, 8, 99), 60, 1e-2)
-}
-
-function heldOutLoss(model: Model, batches: Batch[]): number {
-  let sum = 0
-  for (const b of batches) sum += tf.tidy(() => computeLoss(model, b).ce.dataSync()[0])
-  return sum / batches.length
-}
-
 describe('ligo fitting', () => {
-  it('lowers held-out target loss vs the initialisation, reports FLOPs, leaks nothing, is deterministic', async () => {
-    const src = await pretrained(small)
-    const held = Array.from(
-      { length: 4 },
-      (
-        (s) => () =>
-          s.next()
-      )(markovBatches(big, 8, 8, 4242)),
-    )
-    const before = tf.memory().numTensors
-    const o = opts({ steps: 40, learningRate: 1e-2 })
-    const init = await ligo.grow(src, big, testContext(5), { ...o, steps: 0 })
-    const ctx = testContext(5, markovBatches(big, 8, 8, 1))
-    const fitted = await ligo.grow(src, big, ctx, o)
-    const l0 = heldOutLoss(init.model, held)
-    const l1 = heldOutLoss(fitted.model, held)
-    expect(l1).toBeLessThan(l0 - 0.05)
-    const r = fitted.report
-    expect(r.steps).toBe(40)
-    const perStep = r.details.fitFlopsPerStep as number
-    expect(r.details.fitFlops).toBe(40 * perStep)
-    expect(r.growthFlops).toBe(40 * perStep + (r.details.materialiseFlops as number))
-    expect((r.details.fitLosses as number[]).length).toBe(40)
-    // determinism: the same seed gives the same weights
-    const again = await ligo.grow(src, big, testContext(5, markovBatches(big, 8, 8, 1)), o)
-    for (const k of Object.keys(fitted.model.params))
-      expect(Array.from(again.model.params[k].dataSync())).toEqual(
-        Array.from(fitted.model.params[k].dataSync()),
-      )
-    dispose(init.model)
-    dispose(fitted.model)
-    dispose(again.model)
-    expect(tf.memory().numTensors).toBe(before)
-    for (const b of held) disposeBatch(b)
-    dispose(src)
+  describeLearnedFitting(ligo, {
+    small,
+    big,
+    options: opts({ steps: 40, learningRate: 1e-2 }),
+    heldOut: 4,
+    margin: 0.05,
   })
 })
 
 describe('ligo across families and architectures', () => {
-  const cases: [string, Record<string, unknown>, Record<string, unknown>][] = [
-    [
-      'encoder post-norm rmsnorm swiglu',
-      {
-        family: 'encoder',
-        vocabSize: 12,
-        maxSeqLen: 6,
-        norm: 'rmsnorm',
-        normPlacement: 'post',
-        activation: 'swiglu',
-      },
-      {},
-    ],
-    [
-      'encoder with masked-LM head, no bias',
-      { family: 'encoder', vocabSize: 12, maxSeqLen: 6, mlmHead: true, bias: false },
-      {},
-    ],
-    [
-      'decoder untied rotary',
-      { family: 'decoder', vocabSize: 12, maxSeqLen: 6, tieEmbeddings: false, positional: 'rotary' },
-      {},
-    ],
-    ['vit', { family: 'vit', image: { size: 4, patch: 2, channels: 1, classes: 3 } }, {}],
-  ]
-  for (const [label, arch] of cases)
-    it(`${label}: grows width and depth, fits, and runs`, async () => {
-      const s = parseSpec({ ...arch, dModel: 8, nLayers: 1, nHeads: 2, dFF: 16 })
-      const t = parseSpec({ ...arch, dModel: 12, nLayers: 2, nHeads: 3, dFF: 24 })
-      const src = initModel(s, 2)
-      const before = tf.memory().numTensors
-      let stream: BatchSource
-      if (s.family === 'vit') {
-        const rng = new SeededRandom(3)
-        stream = {
-          batchSize: 2,
-          seqLen: t.maxSeqLen,
-          next: () => ({
-            inputs: tf.tensor4d(rng.normals(2 * 16), [2, 4, 4, 1]),
-            targets: tf.tensor1d([rng.int(3), rng.int(3)], 'int32'),
-          }),
-        }
-      } else stream = markovBatches(t, 2, 6, 1)
-      const { model, report } = await ligo.grow(src, t, testContext(1, stream), opts({ steps: 3 }))
-      validateParams(t, model.params)
-      expect(report.steps).toBe(3)
-      const batch = stream.next() as Batch
-      const logits = forward(model, batch.inputs)
-      expect(logits.shape[logits.shape.length - 1]).toBe(s.family === 'vit' ? 3 : 12)
-      expect(logits.dataSync().every((x) => Number.isFinite(x))).toBe(true)
-      tf.dispose(logits)
-      disposeBatch(batch)
-      dispose(model)
-      expect(tf.memory().numTensors).toBe(before)
-      dispose(src)
-    })
+  describeLearnedFamilies(
+    ligo,
+    { dModel: 8, nHeads: 2, dFF: 16 },
+    { dModel: 12, nHeads: 3, dFF: 24 },
+    opts({}),
+  )
 })
 
 describe('ligo refusals', () => {
-  it('needs data when fitting', async () => {
-    await expect(ligo.grow(source, big, testContext(1), opts({}))).rejects.toThrow(/--data moby-dick/)
-  })
   it('refuses mixture-of-experts, GQA, vocabulary growth and shrinking', () => {
     const moe = parseSpec({
       ...base,

@@ -1,11 +1,5 @@
 import { type Model, parseSpec, SeededRandom } from '@sprout/core'
-import {
-  describePreservingStart,
-  fitFromPreservingStart,
-  type PreservingCase,
-  perturbedModel,
-  startLogitDiff,
-} from '@sprout/testkit'
+import { describePreservingStart, type PreservingCase, perturbedModel, startLogitDiff } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import ligo, { type LigoOptions, leftNullVectors, ligoOptions } from './index.js'
@@ -54,24 +48,12 @@ describe('ligo function-preserving start', () => {
   ]
   describePreservingStart(ligo, opts, cases)
 
-  it('is not exact where the form cannot express it: post-norm depth, non-multiple width', async () => {
-    const post = parseSpec({
-      ...base,
-      ...exact,
-      normPlacement: 'post',
-      dModel: 8,
-      nLayers: 2,
-      nHeads: 2,
-      dFF: 16,
-    })
-    const source = perturbedModel(post, 4)
-    expect(await startLogitDiff(ligo, source, { ...post, nLayers: 3 }, opts())).toBeGreaterThan(1e-3)
-    dispose(source)
+  it('is not exact where the form cannot express it: non-multiple width', async () => {
     const pre = parseSpec({ ...base, ...exact, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-    const source2 = perturbedModel(pre, 5)
+    const source = perturbedModel(pre, 5)
     const odd = parseSpec({ ...base, ...exact, dModel: 12, nLayers: 2, nHeads: 3, dFF: 16 })
-    expect(await startLogitDiff(ligo, source2, odd, opts())).toBeGreaterThan(1e-3)
-    dispose(source2)
+    expect(await startLogitDiff(ligo, source, odd, opts())).toBeGreaterThan(1e-3)
+    dispose(source)
   })
 
   it('new FFN units lie in the left null space of fc2 (b·W = 0), unit length', () => {
@@ -91,16 +73,5 @@ describe('ligo function-preserving start', () => {
     // No null space: a square full-rank matrix gives zero rows.
     const square = Float32Array.from({ length: 9 }, (_, i) => (i % 4 === 0 ? 1 : 0))
     expect(Array.from(leftNullVectors(square, 3, 3, 1, rng))).toEqual([0, 0, 0])
-  })
-})
-
-describe('ligo fitting from the preserving start', () => {
-  it('ends at or below the source held-out loss', async () => {
-    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-    const big = parseSpec({ ...base, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 })
-    const before = tf.memory().numTensors
-    const r = await fitFromPreservingStart(ligo, small, big, opts({ steps: 30, learningRate: 1e-3 }))
-    expect(r.fitted).toBeLessThanOrEqual(r.source)
-    expect(tf.memory().numTensors).toBe(before)
   })
 })

@@ -1,4 +1,11 @@
-import { defineLearnedOperator, GrowthError, learnedOptionsShape, z } from '@sprout/core'
+import {
+  defineLearnedOperator,
+  GrowthError,
+  learnedOptionsShape,
+  learnedStartShape,
+  startNoise,
+  z,
+} from '@sprout/core'
 import { checkBlocks, createMango, preservingRankProblem } from './operator.js'
 
 const bond = z.number().int().min(1).max(64)
@@ -10,10 +17,7 @@ export const mangoOptions = z.strictObject({
    * The default [2, 2, 2, 1] is the smallest ring that holds the function-preserving start.
    */
   rank: z.union([bond, z.tuple([bond, bond, bond, bond])]).default([2, 2, 2, 1]),
-  widthInit: z.enum(['preserve', 'identity', 'duplicate']).default('preserve'),
-  depthInit: z.enum(['stack', 'interpolate']).default('stack'),
-  /** Default: 0 for the function-preserving start, 0.01 for the fixed-method starts (their other bond slices need it to get gradients). */
-  initNoise: z.number().min(0).optional(),
+  ...learnedStartShape,
 })
 export type MangoOptions = z.infer<typeof mangoOptions>
 
@@ -54,7 +58,7 @@ const mango = defineLearnedOperator({
         rank: options.rank,
         widthInit: options.widthInit,
         depthInit: options.depthInit,
-        initNoise: options.initNoise ?? (preserving ? 0 : 0.01),
+        initNoise: startNoise(options.initNoise, preserving),
       },
       seed,
     )

@@ -2,7 +2,6 @@ import { type Model, parseSpec } from '@sprout/core'
 import {
   describePreservingStart,
   fitContext,
-  fitFromPreservingStart,
   type PreservingCase,
   perturbedModel,
   startLogitDiff,
@@ -47,24 +46,12 @@ describe('mango function-preserving start', () => {
   ]
   describePreservingStart(mango, opts, cases)
 
-  it('is not exact where the ring cannot express it: rank 1, post-norm depth', async () => {
+  it('is not exact where the ring cannot express it: rank 1', async () => {
     const pre = parseSpec({ ...base, ...exact, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
     const source = perturbedModel(pre, 4)
     const big = parseSpec({ ...pre, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 })
     expect(await startLogitDiff(mango, source, big, opts({ rank: 1 }))).toBeGreaterThan(1e-3)
     dispose(source)
-    const post = parseSpec({
-      ...base,
-      ...exact,
-      normPlacement: 'post',
-      dModel: 8,
-      nLayers: 2,
-      nHeads: 2,
-      dFF: 16,
-    })
-    const source2 = perturbedModel(post, 5)
-    expect(await startLogitDiff(mango, source2, { ...post, nLayers: 3 }, opts())).toBeGreaterThan(1e-3)
-    dispose(source2)
   })
 
   it('refuses rank 1 with an explicit initNoise 0: the fallback start could not fit', () => {
@@ -74,16 +61,5 @@ describe('mango function-preserving start', () => {
     return expect(mango.grow(source, big, fitContext(1), opts({ rank: 1, initNoise: 0, steps: 0 })))
       .rejects.toThrow(/bond ranks a, b, c ≥ 2/)
       .finally(() => dispose(source))
-  })
-})
-
-describe('mango fitting from the preserving start', () => {
-  it('ends at or below the source held-out loss', async () => {
-    const small = parseSpec({ ...base, dModel: 8, nLayers: 2, nHeads: 2, dFF: 16 })
-    const big = parseSpec({ ...base, dModel: 16, nLayers: 4, nHeads: 4, dFF: 32 })
-    const before = tf.memory().numTensors
-    const r = await fitFromPreservingStart(mango, small, big, opts({ steps: 30, learningRate: 1e-3 }))
-    expect(r.fitted).toBeLessThanOrEqual(r.source)
-    expect(tf.memory().numTensors).toBe(before)
   })
 })

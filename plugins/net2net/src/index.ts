@@ -4,6 +4,7 @@ import {
   type AxisRole,
   assertMoELayerCopies,
   attnWidth,
+  capabilities,
   defineOperator,
   GrowthError,
   type GrowthResult,
@@ -271,15 +272,7 @@ const net2net = defineOperator({
   description:
     'Width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
   options: net2netOptions as unknown as z.ZodType<Net2NetOptions>,
-  capabilities: {
-    width: true,
-    depth: true,
-    heads: true,
-    ffn: true,
-    moe: false,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('width', 'depth', 'heads', 'ffn', 'functionPreserving'),
   check: checkNet2Net,
   async grow(source, target, ctx, options): Promise<GrowthResult> {
     const start = performance.now()

@@ -1,6 +1,5 @@
 import {
   disposeModel,
-  initModel,
   maxAbsLogitDiff,
   paramTable,
   parseSpec,
@@ -8,6 +7,7 @@ import {
   SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
+import { perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import net2net, {
@@ -22,15 +22,7 @@ const ctx = quietGrowthContext
 const opts = (o: Partial<Net2NetOptions> = {}) => net2netOptions.parse(o)
 
 /** Perturbs every parameter so norms, biases and zero inits are not trivially symmetric. */
-function randomised(spec: TransformerSpec, seed: number) {
-  const m = initModel(spec, seed)
-  const r = new SeededRandom(seed + 99)
-  for (const [n, t] of Object.entries(m.params)) {
-    m.params[n] = tf.tidy(() => tf.add(t, tf.tensor(r.normals(t.size, 0.1), t.shape)))
-    t.dispose()
-  }
-  return m
-}
+const randomised = (spec: TransformerSpec, seed: number) => perturbedModel(spec, seed, 0.1)
 
 /** Columns of a [D·k, F] weight, reading the first D rows and undoing FPI's 1/k on them. */
 function columns(w: tf.Tensor, d: number, k: number): number[][] {

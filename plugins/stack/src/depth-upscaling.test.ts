@@ -1,41 +1,14 @@
-import {
-  disposeModel,
-  GrowthError,
-  initModel,
-  paramTable,
-  parseOptions,
-  parseSpec,
-  quietGrowthContext,
-  type TransformerSpec,
-} from '@sprout/core'
-import { describeGrowthOperator } from '@sprout/testkit'
+import { disposeModel, initModel, paramTable, parseOptions, quietGrowthContext } from '@sprout/core'
+import { depthTestDecoder, describeGrowthOperator, growthRefusal } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import stack, { checkStack, parseLayerSlices, sliceOrder, stackOptions } from './index.js'
 
-const spec = (over: Record<string, unknown> = {}): TransformerSpec =>
-  parseSpec({
-    family: 'decoder',
-    vocabSize: 40,
-    maxSeqLen: 8,
-    dModel: 16,
-    nLayers: 4,
-    nHeads: 2,
-    dFF: 32,
-    ...over,
-  })
+const spec = depthTestDecoder
 const opts = (layers: string | number, extra: Record<string, unknown> = {}) =>
   stackOptions.parse({ layers, ...extra })
 
-function refusal(f: () => unknown): string {
-  try {
-    f()
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrowthError)
-    return (e as Error).message
-  }
-  throw new Error('expected a GrowthError')
-}
+const refusal = growthRefusal
 
 describe('depth up-scaling (option layers)', () => {
   it('parses ranges and single indices into the concatenated layer order', () => {

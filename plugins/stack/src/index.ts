@@ -1,7 +1,9 @@
 import {
   assertMoELayerCopies,
+  capabilities,
   DEPTH_ONLY_FIELDS,
   defineOperator,
+  freshRunSchedule,
   GrowthError,
   type GrowthMask,
   type GrowthResult,
@@ -280,16 +282,8 @@ const stack = defineOperator({
   description:
     'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…), MSG-style masked (function preserving at mask 0), or SOLAR depth up-scaling with layers=0-23,8-31 (not function preserving)',
   options: stackOptions as unknown as z.ZodType<StackOptions>,
-  capabilities: {
-    width: false,
-    depth: true,
-    heads: false,
-    ffn: false,
-    moe: false,
-    learned: false,
-    // Only the masked mode preserves the function, and only at mask 0.
-    functionPreserving: false,
-  },
+  // Only the masked mode preserves the function, and only at mask 0.
+  capabilities: capabilities('depth'),
   check: checkStack,
   growthTokens: ({ targetParams, computeFlops }) => gstackGrowthTokens(targetParams, computeFlops),
   async grow(source, target, ctx, options): Promise<GrowthResult> {
@@ -343,21 +337,14 @@ const stack = defineOperator({
             : {}),
         },
       },
-      schedule: {
-        kind: 'cosine',
-        peakLrScale: 1,
-        warmupFraction: 0.01,
-        decayFraction: 1,
-        minLrRatio: 0.1,
-        freshOptimizer: true,
-        ...(mask ? { maskRampSteps: mask.rampSteps } : {}),
-        note:
-          options.layers !== undefined
-            ? `depth up-scaling (layers=${options.layers}): not function preserving, continue pretraining with a fresh optimizer (SOLAR)`
-            : options.mode === 'masked'
-              ? `stack (masked): fresh optimizer; the ${mask!.params.length} output projections of the new layers ramp in over ${mask!.rampSteps} steps`
-              : 'stack: fresh optimizer, the schedule of training from scratch',
-      },
+      schedule: freshRunSchedule(
+        options.layers !== undefined
+          ? `depth up-scaling (layers=${options.layers}): not function preserving, continue pretraining with a fresh optimizer (SOLAR)`
+          : options.mode === 'masked'
+            ? `stack (masked): fresh optimizer; the ${mask!.params.length} output projections of the new layers ramp in over ${mask!.rampSteps} steps`
+            : 'stack: fresh optimizer, the schedule of training from scratch',
+        mask ? { maskRampSteps: mask.rampSteps } : {},
+      ),
     }
   },
 })

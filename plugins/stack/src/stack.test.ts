@@ -9,6 +9,7 @@ import {
   SeededRandom,
   type TransformerSpec,
 } from '@sprout/core'
+import { perturbedModel } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import stack, {
@@ -88,15 +89,7 @@ describe('layer order', () => {
 })
 
 /** Perturbs every parameter so zero-initialised biases and unit norms cannot hide a wrong copy. */
-function randomised(spec: TransformerSpec, seed: number): Model {
-  const m = initModel(spec, seed)
-  const r = new SeededRandom(seed + 99)
-  for (const [n, t] of Object.entries(m.params)) {
-    m.params[n] = tf.tidy(() => tf.add(t, tf.tensor(r.normals(t.size, 0.1), t.shape)))
-    t.dispose()
-  }
-  return m
-}
+const randomised = (spec: TransformerSpec, seed: number): Model => perturbedModel(spec, seed, 0.1)
 
 describe('masked stacking is lossless at mask 0 across a matrix of random pre-norm specs', () => {
   const r = new SeededRandom(77)

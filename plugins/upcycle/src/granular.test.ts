@@ -1,6 +1,5 @@
 import {
   forward,
-  GrowthError,
   type Model,
   maxAbsLogitDiff,
   parseOptions,
@@ -9,6 +8,7 @@ import {
   randomInputs,
   type TransformerSpec,
 } from '@sprout/core'
+import { growthRefusal } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import { type UpcycleOptions, upcycle } from './index.js'
@@ -141,14 +141,7 @@ describe('upcycle granularity (virtual-group upcycling): lossless at initialisat
       ],
     ]
     for (const [t, raw, message] of refusals) {
-      let err: unknown
-      try {
-        upcycle.check(s, t, opts(raw))
-      } catch (e) {
-        err = e
-      }
-      expect(err).toBeInstanceOf(GrowthError)
-      expect((err as Error).message).toMatch(message)
+      expect(growthRefusal(() => upcycle.check(s, t, opts(raw)))).toMatch(message)
     }
     expect(() => opts({ granularity: 0 })).toThrow(/option granularity/)
     expect(() => opts({ granularity: 1.5 })).toThrow(/option granularity/)

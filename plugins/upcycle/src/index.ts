@@ -1,4 +1,5 @@
 import {
+  capabilities,
   countParams,
   defineOperator,
   expertDFF,
@@ -330,15 +331,7 @@ const upcycle = defineOperator<UpcycleOptions>({
   description:
     'Chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
   options: upcycleOptions as unknown as z.ZodType<UpcycleOptions>,
-  capabilities: {
-    width: false,
-    depth: false,
-    heads: false,
-    ffn: false,
-    moe: true,
-    learned: false,
-    functionPreserving: true,
-  },
+  capabilities: capabilities('moe', 'functionPreserving'),
   check: (source, target, options) => {
     checkUpcycle(source, target, options)
   },

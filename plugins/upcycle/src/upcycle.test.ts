@@ -1,6 +1,5 @@
 import {
   forward,
-  GrowthError,
   loss,
   type Model,
   maxAbsLogitDiff,
@@ -13,6 +12,7 @@ import {
   type TransformerSpec,
 } from '@sprout/core'
 import lemon from '@sprout/lemon'
+import { growthRefusal } from '@sprout/testkit'
 import * as tf from '@tensorflow/tfjs'
 import { describe, expect, it } from 'vitest'
 import upcycleDefault, {
@@ -203,14 +203,7 @@ describe('upcycle: options and refusals', () => {
     const s = spec('decoder')
     for (const change of [{ dModel: 24, nHeads: 6 }, { nLayers: 6 }, { dFF: 40 }, { activation: 'relu' }]) {
       const t = parseSpec({ ...s, ...change })
-      let err: unknown
-      try {
-        upcycle.check(s, t, opts())
-      } catch (e) {
-        err = e
-      }
-      expect(err).toBeInstanceOf(GrowthError)
-      expect((err as Error).message).toMatch(/grow with lemon first, then upcycle/)
+      expect(growthRefusal(() => upcycle.check(s, t, opts()))).toMatch(/grow with lemon first, then upcycle/)
     }
     const moeSource = parseSpec({ ...s, moe: { experts: 2, layers: [0] } })
     expect(() => upcycle.check(moeSource, moeSource, opts())).toThrow(/already has mixture-of-experts layers/)

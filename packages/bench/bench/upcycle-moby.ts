@@ -5,7 +5,7 @@
  *      MoE (dense optimizer moments copied into every expert) for the same training FLOPs;
  *   3. print both validation-loss curves against training FLOPs.
  *
- *   npx tsx plugins/upcycle/bench/moby.ts
+ *   npx tsx packages/bench/bench/upcycle-moby.ts
  *   env: PRETRAIN (300), CONTINUE (300), DMODEL (96), LAYERS (4), BATCH (8), SEQ (64), LR (2e-3),
  *        EXPERTS (8), TOPK (2), EVAL_EVERY (50)
  */
@@ -26,10 +26,10 @@ import {
 } from '@sprout/core'
 import { byteTokenizer, CausalBatches, causalValBatches, loadText, splitTokens } from '@sprout/data'
 import { CHECKPOINT_DIR, type MetricsRow, train } from '@sprout/trainer'
+import upcycle, { upcycleOptimizerState } from '@sprout/upcycle'
 import * as tf from '@tensorflow/tfjs'
-import upcycle, { upcycleOptimizerState } from '../src/index.js'
+import { envNumber as env } from './setup.js'
 
-const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d)
 const PRETRAIN = env('PRETRAIN', 300)
 const CONTINUE = env('CONTINUE', 300)
 const D = env('DMODEL', 96)

@@ -3,11 +3,11 @@
  * recipe ("freeze": ["source"]: only the inserted blocks train). Prints median step times and the
  * FLOPs the trainer charges per step. Default backend: the fastest available (native here).
  *
- *   npx tsx plugins/block-expansion/bench/freeze-speed.ts [--steps 30]
+ *   npx tsx packages/bench/bench/freeze-speed.ts [--steps 30]
  */
 import { cpus, loadavg } from 'node:os'
+import blockExpansion from '@sprout/block-expansion'
 import {
-  backendFromModule,
   describeBackend,
   disposeModel,
   formatFlops,
@@ -15,26 +15,19 @@ import {
   parseOptions,
   parseSpec,
   quietGrowthContext,
-  selectBackend,
   specSummary,
 } from '@sprout/core'
 import { openDataset } from '@sprout/data'
 import { resolveFrozen, stepFlops, train } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
-import blockExpansion from '../src/index.js'
+import { benchBackend } from './setup.js'
 
 const stepsArg = process.argv.indexOf('--steps')
 const steps = stepsArg >= 0 ? Number(process.argv[stepsArg + 1]) : 30
 const warmup = 5
 
 // The native backend when built (SPROUT_BACKEND forces one).
-console.log(
-  describeBackend(
-    await selectBackend(process.env.SPROUT_BACKEND, {
-      candidates: [backendFromModule('native', '@sprout/backend-native')],
-    }),
-  ),
-)
+console.log(describeBackend(await benchBackend()))
 console.log(
   `machine: ${cpus().length} cores, load average ${loadavg()
     .map((l) => l.toFixed(2))

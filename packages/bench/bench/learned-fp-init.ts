@@ -5,32 +5,25 @@
  * validation loss at fitting step 0, validation loss after fitting, seconds and growth FLOPs;
  * then (COST=1) the cost of each method's default grow (its default options, the CLI's batch).
  *
- *   npx tsx plugins/ligo/bench/fp-init.ts
+ *   npx tsx packages/bench/bench/learned-fp-init.ts
  *   env: SOURCE_STEPS (150), FIT_STEPS (50), BATCH (8), SEQ (64), VAL_BATCHES (8), COST (1),
  *        METHODS (ligo,mango), SPROUT_BACKEND (fastest available)
  */
 import {
   type Batch,
-  backendFromModule,
-  computeLoss,
-  FlopMeter,
   type GrowthContext,
   type GrowthOperator,
-  initModel,
   type Model,
   maxAbsLogitDiff,
-  type Params,
   parseSpec,
-  SeededRandom,
-  selectBackend,
 } from '@sprout/core'
 import { openDataset } from '@sprout/data'
-import { createFit } from '@sprout/trainer'
+import ligo from '@sprout/ligo'
+import mango from '@sprout/mango'
+import { pretrainModel, quietFitContext } from '@sprout/trainer'
 import * as tf from '@tensorflow/tfjs'
-import mango from '../../mango/src/index.js'
-import ligo from '../src/index.js'
+import { benchBackend, envNumber as env, meanValLoss } from './setup.js'
 
-const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d)
 const SOURCE_STEPS = env('SOURCE_STEPS', 150)
 const FIT_STEPS = env('FIT_STEPS', 50)
 const BATCH = env('BATCH', 8)
@@ -44,44 +37,18 @@ const sourceSpec = parseSpec({ ...arch, dModel: 128, nLayers: 2, nHeads: 4, dFF:
 const targetSpec = parseSpec({ ...arch, dModel: 256, nLayers: 4, nHeads: 8, dFF: 1024 })
 const operators: Record<string, GrowthOperator<any>> = { ligo, mango }
 
-function valLoss(model: Model, val: Batch[]): number {
-  let s = 0
-  for (const b of val) s += tf.tidy(() => computeLoss(model, b, { training: false }).ce.dataSync()[0])
-  return s / val.length
-}
+const valLoss = (model: Model, val: Batch[]) => meanValLoss(model, val, { training: false })
 
 async function pretrain(): Promise<Model> {
   const data = await openDataset('moby-dick', sourceSpec, { batchSize: BATCH, seqLen: SEQ, seed: 100 })
-  const init = initModel(sourceSpec, 100)
-  const vars: Record<string, tf.Variable> = {}
-  for (const [k, t] of Object.entries(init.params)) vars[k] = tf.variable(t)
-  tf.dispose(Object.values(init.params))
-  await createFit(data.train)({
-    trainables: vars,
-    loss: (b) => computeLoss({ spec: sourceSpec, params: vars as Params }, b).loss,
-    steps: SOURCE_STEPS,
-    learningRate: 3e-3,
-    flopsPerStep: 0,
-  })
-  const params: Params = {}
-  for (const [k, v] of Object.entries(vars)) {
-    params[k] = tf.clone(v)
-    v.dispose()
-  }
-  return { spec: sourceSpec, params }
+  return (await pretrainModel(sourceSpec, data.train, { steps: SOURCE_STEPS, learningRate: 3e-3, seed: 100 }))
+    .model
 }
 
 async function context(withData: boolean): Promise<GrowthContext> {
-  const base: GrowthContext = {
-    seed: 3,
-    random: new SeededRandom(3),
-    flops: new FlopMeter(),
-    progress: () => {},
-    log: () => {},
-  }
-  if (!withData) return base
+  if (!withData) return quietFitContext(3)
   const data = await openDataset('moby-dick', targetSpec, { batchSize: BATCH, seqLen: SEQ, seed: 200 })
-  return { ...base, batches: data.train, fit: createFit(data.train) }
+  return quietFitContext(3, data.train)
 }
 
 async function grow(name: string, options: Record<string, unknown>) {
@@ -94,9 +61,7 @@ async function grow(name: string, options: Record<string, unknown>) {
 }
 
 // The native backend when built (SPROUT_BACKEND forces one).
-const backend = await selectBackend(process.env.SPROUT_BACKEND, {
-  candidates: [backendFromModule('native', '@sprout/backend-native')],
-})
+const backend = await benchBackend()
 const valData = await openDataset('moby-dick', sourceSpec, { batchSize: BATCH, seqLen: SEQ, seed: 100 })
 const val = valData.valBatches(VAL_BATCHES)
 console.log(
