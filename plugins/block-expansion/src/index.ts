@@ -28,7 +28,7 @@ export const blockExpansionOptions = z.strictObject({
 })
 export type BlockExpansionOptions = z.infer<typeof blockExpansionOptions>
 
-const blockExpansion = defineOperator<BlockExpansionOptions>({
+const blockExpansion = defineOperator({
   name: 'block-expansion',
   meta: {
     displayName: 'Block expansion (LLaMA Pro)',
@@ -44,7 +44,7 @@ const blockExpansion = defineOperator<BlockExpansionOptions>({
   },
   description:
     'LLaMA Pro block expansion: after every `every` source layers insert a copy of the layer before with its attention output and MLP down projections zeroed (an exact identity in pre-norm models); records the new blocks so `"freeze": ["source"]` trains only them',
-  options: blockExpansionOptions as unknown as z.ZodType<BlockExpansionOptions>,
+  options: blockExpansionOptions,
   capabilities: capabilities('depth', 'functionPreserving'),
   check(source, target, options) {
     checkBlockExpansion(source, target, options.every)

@@ -38,7 +38,7 @@ export function hypercloningSchedule(): ScheduleRecommendation {
   )
 }
 
-const hypercloning = defineOperator<HypercloningOptions>({
+const hypercloning = defineOperator({
   name: M,
   meta: {
     displayName: 'HyperCloning',
@@ -55,7 +55,7 @@ const hypercloning = defineOperator<HypercloningOptions>({
   },
   description:
     'HyperCloning (Samragh et al., 2024): integer width growth (dModel, heads, FFN) by tiling weights with 1/n on the input side; exactly function-preserving, optional symmetric noise (noise = SNR in dB)',
-  options: hypercloningOptions as unknown as z.ZodType<HypercloningOptions>,
+  options: hypercloningOptions,
   capabilities: capabilities('width', 'heads', 'ffn', 'functionPreserving'),
   check: (source, target) => {
     widthFactors(source, target)

@@ -148,7 +148,7 @@ export function lemonSchedule(options: LemonOptions): ScheduleRecommendation {
   }
 }
 
-const lemon = defineOperator<LemonOptions>({
+const lemon = defineOperator({
   name: 'lemon',
   meta: {
     displayName: 'LEMON',
@@ -164,7 +164,7 @@ const lemon = defineOperator<LemonOptions>({
   },
   description:
     'Lossless growth of width (any ratio), heads, FFN and depth with function-preserving initialisation',
-  options: lemonOptions as unknown as z.ZodType<LemonOptions>,
+  options: lemonOptions,
   capabilities: capabilities('width', 'depth', 'heads', 'ffn', 'functionPreserving'),
   check: (source, target) => checkLemon(source, target),
   async grow(source, target, ctx, options): Promise<GrowthResult> {

@@ -271,7 +271,7 @@ const net2net = defineOperator({
   },
   description:
     'Width growth by duplicating residual channels, heads and FFN units (FPI, function preserving; or AKI), depth by identity or stacked layers',
-  options: net2netOptions as unknown as z.ZodType<Net2NetOptions>,
+  options: net2netOptions,
   capabilities: capabilities('width', 'depth', 'heads', 'ffn', 'functionPreserving'),
   check: checkNet2Net,
   async grow(source, target, ctx, options): Promise<GrowthResult> {

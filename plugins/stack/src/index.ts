@@ -281,7 +281,7 @@ const stack = defineOperator({
   },
   description:
     'Depth growth by stacking copies of the source layers: StackBERT (2×), G_stack (g×), interleaved (0,0,1,1,…), MSG-style masked (function preserving at mask 0), or SOLAR depth up-scaling with layers=0-23,8-31 (not function preserving)',
-  options: stackOptions as unknown as z.ZodType<StackOptions>,
+  options: stackOptions,
   // Only the masked mode preserves the function, and only at mask 0.
   capabilities: capabilities('depth'),
   check: checkStack,

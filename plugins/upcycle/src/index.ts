@@ -300,7 +300,7 @@ function evalCapacityDiff(source: Model, model: Model, seed: number): { diff: nu
   }
 }
 
-const upcycle = defineOperator<UpcycleOptions>({
+const upcycle = defineOperator({
   name: M,
   meta: {
     displayName: 'Sparse upcycling',
@@ -330,7 +330,7 @@ const upcycle = defineOperator<UpcycleOptions>({
   },
   description:
     'Chosen dense MLPs become mixture-of-experts layers of identical experts with a new top-k router; lossless when no token is dropped',
-  options: upcycleOptions as unknown as z.ZodType<UpcycleOptions>,
+  options: upcycleOptions,
   capabilities: capabilities('moe', 'functionPreserving'),
   check: (source, target, options) => {
     checkUpcycle(source, target, options)
