@@ -301,30 +301,42 @@ export function defaultArch(spec: TransformerSpec): ArchName {
   return spec.positional === 'rotary' ? 'llama' : 'gpt2'
 }
 
-/** The model's parameters as lazy host tensors: each is copied off the backend when read. */
+/**
+ * The model's parameters as lazy host tensors. A read returns the backend's own array where it
+ * is a Float32Array (every consumer here only reads it, and the native backend's pool never
+ * reuses an array that was read out); toHuggingFace copies what it hands to its caller.
+ */
 function lazyParams(model: Model): LazyTensors {
   validateParams(model.spec, model.params)
   const out: LazyTensors = new Map()
   for (const [name, t] of Object.entries(model.params))
-    out.set(name, { shape: [...t.shape], read: () => Float32Array.from(t.dataSync() as Float32Array) })
+    out.set(name, {
+      shape: [...t.shape],
+      read: () => {
+        const v = t.dataSync()
+        return v instanceof Float32Array ? v : Float32Array.from(v)
+      },
+    })
   return out
 }
+
+type HfConvertOptions = Pick<HfExportOptions, 'arch' | 'dtype' | 'baseConfig'>
 
 /** The Hugging Face config.json and tensors of a model, without writing anything. */
 export function toHuggingFace(
   model: Model,
-  options: { arch?: ArchName; dtype?: HfDtype; baseConfig?: HfConfig } = {},
+  options: HfConvertOptions = {},
 ): { arch: ArchName; config: HfConfig; tensors: HostTensors; notes: string[] } {
   const { tensors, ...rest } = lazyHuggingFace(model, options)
   const host: HostTensors = new Map()
-  for (const [name, t] of tensors) host.set(name, { shape: t.shape, data: t.read() })
+  for (const [name, t] of tensors) host.set(name, { shape: t.shape, data: t.read().slice() })
   return { ...rest, tensors: host }
 }
 
 /** toHuggingFace with tensors computed only when read (what an export streams to disk). */
 function lazyHuggingFace(
   model: Model,
-  options: { arch?: ArchName; dtype?: HfDtype; baseConfig?: HfConfig } = {},
+  options: HfConvertOptions = {},
 ): { arch: ArchName; config: HfConfig; tensors: LazyTensors; notes: string[] } {
   const arch = options.arch ?? defaultArch(model.spec)
   const conv = CONVERTERS[arch]
