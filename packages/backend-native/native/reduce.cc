@@ -75,10 +75,19 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
     } else if (dims.size() == 2) {
       // [reduced, kept]: accumulate rows into the output; threads own column ranges.
       const int64_t rows = dims[0], cols = dims[1];
+      double* a = acc.data();
       ParallelFor(cols, 1 + kGrain / (rows + 1), [&](int64_t b, int64_t e) {
+        if (op == kSum || op == kMean) {
+          // Column sums (a bias's gradient): a branch-free loop the compiler vectorises.
+          for (int64_t r = 0; r < rows; r++) {
+            const float* p = x + r * cols;
+            for (int64_t c = b; c < e; c++) a[c] += p[c];
+          }
+          return;
+        }
         for (int64_t r = 0; r < rows; r++) {
           const float* p = x + r * cols;
-          for (int64_t c = b; c < e; c++) acc[c] = Combine(op, acc[c], p[c]);
+          for (int64_t c = b; c < e; c++) a[c] = Combine(op, a[c], p[c]);
         }
       });
     } else {

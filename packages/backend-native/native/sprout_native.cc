@@ -1,6 +1,7 @@
 // Node-API addon: BLAS-backed matrix products for the `native` TensorFlow.js backend.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
@@ -57,6 +58,34 @@ napi_value SgemmBatched(napi_env env, napi_callback_info info) {
   } else {
     for (int64_t i = 0; i < batch; i++) product(i);
   }
+  return nullptr;
+}
+
+// sgemmBias(a, b, bias, out, m, n, k, transA, transB): out = op(a)·op(b) + bias, bias [n] added
+// to every row. The bias is written into out first and the product accumulated onto it (beta 1),
+// which saves the separate broadcast-add pass over out that a product then an add would make.
+napi_value SgemmBias(napi_env env, napi_callback_info info) {
+  napi_value args[9];
+  if (!Args(env, info, 9, args, "sgemmBias expects 9 arguments")) return nullptr;
+  float *a, *b, *bias, *c;
+  size_t la, lb, lbias, lc;
+  if (!Float32(env, args[0], &a, &la) || !Float32(env, args[1], &b, &lb) || !Float32(env, args[2], &bias, &lbias) ||
+      !Float32(env, args[3], &c, &lc))
+    return Fail(env, "sgemmBias: a, b, bias and out must be Float32Arrays");
+  const int64_t m = Int(env, args[4]), n = Int(env, args[5]), k = Int(env, args[6]);
+  const bool ta = Int(env, args[7]) != 0, tb = Int(env, args[8]) != 0;
+  if (m < 0 || n < 0 || k < 0) return Fail(env, "sgemmBias: negative size");
+  if (static_cast<int64_t>(la) < m * k || static_cast<int64_t>(lb) < k * n || static_cast<int64_t>(lbias) < n ||
+      static_cast<int64_t>(lc) < m * n)
+    return Fail(env, "sgemmBias: array too small for the given sizes");
+  if (m == 0 || n == 0) return nullptr;
+  ParallelFor(m, 1 + kGrain / n, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) std::copy(bias, bias + n, c + r * n);
+  });
+  if (k == 0) return nullptr;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), 1.0f, a, ta ? static_cast<int>(m) : static_cast<int>(k), b,
+              tb ? static_cast<int>(k) : static_cast<int>(n), 1.0f, c, static_cast<int>(n));
   return nullptr;
 }
 
@@ -179,6 +208,7 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
 napi_value Init(napi_env env, napi_value exports) {
   Export(env, exports, "setThreads", SetThreads);
   Export(env, exports, "sgemmBatched", SgemmBatched);
+  Export(env, exports, "sgemmBias", SgemmBias);
   Export(env, exports, "binary", Binary);
   Export(env, exports, "unary", Unary);
   Export(env, exports, "reduce", Reduce);

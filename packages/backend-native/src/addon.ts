@@ -21,6 +21,18 @@ export interface NativeAddon {
     strideA: number,
     strideB: number,
   ): void
+  /** out = op(a)·op(b) + bias, row-major 2-D operands; bias [n] is added to every row. */
+  sgemmBias(
+    a: Float32Array,
+    b: Float32Array,
+    bias: Float32Array,
+    out: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: number,
+    transB: number,
+  ): void
   /**
    * out = a ∘ b with broadcasting (op 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 maximum, 6 minimum,
    * 7 squared difference); strides are 0 on broadcast axes.

@@ -7,7 +7,7 @@ import { BINARY_OPS, type BinaryKernel, nativeBinary } from './binary.js'
 import { diagnoseNative, type NativeDiagnosis } from './diagnose.js'
 import { FUSED_TABLE } from './fused.js'
 import { type KernelInputs, NATIVE_TABLE, type NativeKernel } from './kernels.js'
-import { nativeBatchMatMul } from './matmul.js'
+import { nativeBatchMatMul, nativeMatMulBias } from './matmul.js'
 import { outputs } from './pool.js'
 
 export {
@@ -25,7 +25,7 @@ export { BINARY_OPS, broadcastShape, nativeBinary } from './binary.js'
 export { type BuildCheck, buildPrerequisites, type NativeDiagnosis } from './diagnose.js'
 export { FUSED_TABLE } from './fused.js'
 export { NATIVE_TABLE, type NativeKernel, REDUCE_OPS, UNARY_OPS } from './kernels.js'
-export { nativeBatchMatMul } from './matmul.js'
+export { nativeBatchMatMul, nativeMatMulBias } from './matmul.js'
 
 export const NATIVE_BACKEND = 'native'
 
@@ -188,10 +188,11 @@ function registerKernels(addon: NativeAddon): void {
         activation: string
         leakyreluAlpha?: number
       }
-      const product = nativeBatchMatMul(addon, backend, a!, b!, transposeA, transposeB)
+      const withBias = bias ? nativeMatMulBias(addon, backend, a!, b!, bias, transposeA, transposeB) : null
+      const product = withBias ?? nativeBatchMatMul(addon, backend, a!, b!, transposeA, transposeB)
       if (!product) return cpuFused(args)
       let out = product
-      if (bias) {
+      if (bias && !withBias) {
         const sum = tf.getKernel('Add', NATIVE_BACKEND)!.kernelFunc({
           inputs: { a: out, b: bias },
           backend,

@@ -111,6 +111,7 @@ describe.skipIf(nativeMissing)('native kernels against cpu', () => {
     [[2, 1, 3], 1],
     [[70, 1500], 0],
     [[1500, 70], 1],
+    [[2048, 300], 0], // column sums split across threads (a bias's gradient)
     [[9], []],
   ]
   for (const [name, f] of Object.entries(reductions))
@@ -412,6 +413,44 @@ describe.skipIf(nativeMissing)('native kernels against cpu', () => {
       [1, 4],
       [2, 5],
     ])
+  })
+
+  it('a matmul with a bias (transposes, [n] and [1, n] biases, NaN, empty, large) and its gradients equal cpu', () => {
+    // [a shape, b shape, transposeA, transposeB, bias shape]: the per-column biases take the
+    // one-call bias-in-the-product path; an [m, n] bias and a batched product take product-then-add.
+    const cases: [number[], number[], boolean, boolean, number[]][] = [
+      [[3, 5], [5, 4], false, false, [4]],
+      [[5, 3], [5, 4], true, false, [1, 4]],
+      [[3, 5], [4, 5], false, true, [4]],
+      [[5, 3], [4, 5], true, true, [4]],
+      [[3, 5], [5, 4], false, false, [3, 4]],
+      [[2, 3, 5], [2, 5, 4], false, false, [4]],
+      [[600, 70], [70, 500], false, false, [500]], // 300k outputs: the bias fill is threaded
+      [[4, 0], [0, 3], false, false, [3]], // empty inner dimension: the output is the bias
+      [[0, 5], [5, 3], false, false, [3]],
+    ]
+    for (const [sa, sb, ta, tb, sbias] of cases) {
+      const [av, bv, biasv] = [
+        rand(count(sa), 31, -0.5, 0.5),
+        rand(count(sb), 32, -0.5, 0.5),
+        rand(count(sbias), 33),
+      ]
+      const a = () => tf.tensor(av, sa)
+      const b = () => tf.tensor(bv, sb)
+      const bias = () => tf.tensor(biasv, sbias)
+      const matMul = (x: tf.Tensor, w: tf.Tensor, c: tf.Tensor) =>
+        tf.fused.matMul({ a: x, b: w, bias: c, transposeA: ta, transposeB: tb })
+      agree(() => {
+        const y = matMul(a(), b(), bias())
+        // Weighted by fixed random values, so each gradient is an independent product.
+        const r = tf.tensor(rand(y.size, 34), y.shape)
+        return [y, ...tf.grads((x, w, c) => tf.sum(tf.mul(matMul(x, w, c), r)))([a(), b(), bias()])]
+      }, 1e-5)
+      // A NaN in the bias reaches its whole column, as on cpu.
+      const withNaN = biasv.slice()
+      withNaN[biasv.length - 1] = Number.NaN
+      agree(() => matMul(a(), b(), tf.tensor(withNaN, sbias)), 1e-5)
+    }
   })
 
   it('unsortedSegmentSum with repeated, missing and out-of-range ids equals cpu', () => {

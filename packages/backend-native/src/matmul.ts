@@ -58,3 +58,39 @@ export function nativeBatchMatMul(
   )
   return backend.makeTensorInfo([...outBatch, m, n], 'float32', out)
 }
+
+/**
+ * A single (unbatched) product plus a bias over its last axis (core's `linear`) in one BLAS call: the bias is
+ * written into the output and the product accumulated onto it. Returns null for anything else
+ * (batched operands, a bias that is not one value per output column) so the caller can take the
+ * product-then-add path.
+ */
+export function nativeMatMulBias(
+  addon: NativeAddon,
+  backend: MathBackendCPU,
+  a: Info,
+  b: Info,
+  bias: Info,
+  transposeA: boolean,
+  transposeB: boolean,
+): Info | null {
+  // tfjs hands the kernel rank-3 operands ([1, m, k]); any leading dimensions must be 1.
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const batch = ra >= rb ? a.shape.slice(0, -2) : b.shape.slice(0, -2)
+  if (ra < 2 || rb < 2 || ![...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].every((d) => d === 1)) return null
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
+  if ((transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) !== k) return null
+  // [n] or [1, n]: one value per column (anything else broadcasts differently).
+  const perColumn = bias.shape.at(-1) === n && bias.shape.slice(0, -1).every((d) => d === 1)
+  if (!perColumn || bias.shape.length > 2) return null
+  const av = floats(backend, a)
+  const bv = floats(backend, b)
+  const biasv = floats(backend, bias)
+  if (!av || !bv || !biasv) return null
+  const out = outputs.take(m * n)
+  addon.sgemmBias(av, bv, biasv, out, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0)
+  return backend.makeTensorInfo([...batch, m, n], 'float32', out)
+}

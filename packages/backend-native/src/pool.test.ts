@@ -1,8 +1,8 @@
 import { skipUnless } from '@sprout/core'
 import * as tf from '@tensorflow/tfjs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { loadAddon, registerNativeBackend } from './index.js'
-import { BufferPool } from './pool.js'
+import { BufferPool, defaultPoolBytes } from './pool.js'
 
 const missing = skipUnless(loadAddon().ok, 'the native addon over OpenBLAS (npm run setup builds it)')
 
@@ -34,6 +34,30 @@ describe('BufferPool', () => {
     pool.give(second)
     expect(pool.heldBytes).toBe(800)
     expect(pool.take(200)).toBe(first)
+  })
+
+  it('lets go of what it holds once nothing was taken for idleMs', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'performance'] })
+    try {
+      const pool = new BufferPool(1 << 20, 16, 30)
+      const a = pool.take(100)
+      pool.give(a)
+      expect(pool.heldBytes).toBe(400)
+      vi.advanceTimersByTime(10)
+      pool.take(50) // activity postpones the release
+      vi.advanceTimersByTime(25)
+      expect(pool.heldBytes).toBe(400)
+      vi.advanceTimersByTime(10)
+      expect(pool.heldBytes).toBe(0)
+      expect(pool.take(100)).not.toBe(a)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('defaults to a quarter of the memory, at most 4 GiB', () => {
+    expect(defaultPoolBytes(8 * 2 ** 30)).toBe(2 * 2 ** 30)
+    expect(defaultPoolBytes(64 * 2 ** 30)).toBe(4 * 2 ** 30)
   })
 
   it('a zero cap turns reuse off', () => {
