@@ -7,7 +7,9 @@
  * its matmuls still use both cores through OpenBLAS). Ratios are against the fastest of the three.
  * The script also measures the machine's sgemm peak (OpenBLAS through the addon, 2048³, 1 and 2
  * threads) and prints each run's model FLOP/s (core's analytic count) as a fraction of it.
- *   npx tsx packages/bench/bench/native-vs-torch.ts [--steps 20] [--rounds 3] [--cpu] [--only small,medium,large]
+ * Each run times 200 (small), 30 (medium) or 10 (large) steps after one warm-up step, about 5–25 s
+ * on this machine; --steps sets one count for all.
+ *   npx tsx packages/bench/bench/native-vs-torch.ts [--steps N] [--rounds 3] [--cpu] [--only small,medium,large]
  * Needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) and @sprout/backend-native built.
  */
 import { spawnSync } from 'node:child_process'
@@ -24,13 +26,45 @@ interface Shape extends ThroughputShape {
   name: string
   /** Issue 18's target: native tokens/s ÷ the fastest PyTorch setting's. */
   target: number
+  /** Timed steps per run: a run lasts ~5–25 s, so one slow moment of the machine moves it little. */
+  steps: number
 }
 type Result = Awaited<ReturnType<typeof runThroughput>>
 
 const SHAPES: Shape[] = [
-  { name: 'small', layers: 2, dModel: 128, heads: 4, seqLen: 64, batch: 8, vocab: 256, target: 1.3 },
-  { name: 'medium', layers: 4, dModel: 256, heads: 4, seqLen: 128, batch: 16, vocab: 256, target: 1.3 },
-  { name: 'large', layers: 6, dModel: 512, heads: 8, seqLen: 256, batch: 8, vocab: 256, target: 1.2 },
+  {
+    name: 'small',
+    layers: 2,
+    dModel: 128,
+    heads: 4,
+    seqLen: 64,
+    batch: 8,
+    vocab: 256,
+    target: 1.3,
+    steps: 200,
+  },
+  {
+    name: 'medium',
+    layers: 4,
+    dModel: 256,
+    heads: 4,
+    seqLen: 128,
+    batch: 16,
+    vocab: 256,
+    target: 1.3,
+    steps: 30,
+  },
+  {
+    name: 'large',
+    layers: 6,
+    dModel: 512,
+    heads: 8,
+    seqLen: 256,
+    batch: 8,
+    vocab: 256,
+    target: 1.2,
+    steps: 10,
+  },
 ]
 
 const TORCH_SCRIPT = `
@@ -117,13 +151,13 @@ function sgemmPeak(threads: number): number {
 
 const { values } = parseArgs({
   options: {
-    steps: { type: 'string', default: '20' },
+    steps: { type: 'string' },
     rounds: { type: 'string', default: '3' },
     cpu: { type: 'boolean', default: false },
     only: { type: 'string' },
   },
 })
-const steps = Number(values.steps)
+const stepsOf = (s: Shape) => (values.steps ? Number(values.steps) : s.steps)
 const rounds = Number(values.rounds)
 const shapes = SHAPES.filter((x) => !values.only || values.only.split(',').includes(x.name))
 const peak1 = sgemmPeak(1)
@@ -145,12 +179,12 @@ const params = new Map<string, number>()
 for (let round = 1; round <= rounds; round++)
   for (const s of shapes) {
     const got: Record<string, Result> = {
-      'torch 2 threads': runTorch(s, steps, 2),
-      'torch 2 passive': runTorch(s, steps, 2, true),
-      'torch 1 thread': runTorch(s, steps, 1),
-      native: await runSprout(s, steps, 'native'),
+      'torch 2 threads': runTorch(s, stepsOf(s), 2),
+      'torch 2 passive': runTorch(s, stepsOf(s), 2, true),
+      'torch 1 thread': runTorch(s, stepsOf(s), 1),
+      native: await runSprout(s, stepsOf(s), 'native'),
     }
-    if (values.cpu) got.cpu = await runSprout(s, Math.max(1, Math.floor(steps / 4)), 'cpu')
+    if (values.cpu) got.cpu = await runSprout(s, Math.max(1, Math.floor(stepsOf(s) / 4)), 'cpu')
     params.set(s.name, got.native.params)
     for (const [config, r] of Object.entries(got)) {
       const key = `${s.name} ${config}`
@@ -165,7 +199,9 @@ const tps = (v: number) => Math.round(v).toLocaleString('en-US')
 console.log(
   `sgemm peak (2048³, OpenBLAS): ${peak1.toFixed(1)} GFLOP/s on 1 thread, ${peak2.toFixed(1)} GFLOP/s on 2`,
 )
-console.log(`best of ${rounds} interleaved rounds, ${steps} steps each, tokens/s; load at end ${load()}`)
+console.log(
+  `best of ${rounds} interleaved rounds, ${shapes.map((x) => `${x.name} ${stepsOf(x)}`).join(', ')} timed steps per run, tokens/s; load at end ${load()}`,
+)
 console.log(
   `| model | params | native | ${CONFIGS.slice(1).join(' | ')} | fastest PyTorch | native / fastest (target) | native GFLOP/s (% of 2-thread peak) | fastest PyTorch GFLOP/s (%) |`,
 )
