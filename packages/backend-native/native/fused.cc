@@ -3,6 +3,7 @@
 // composite tfjs ops in core are the reference they are tested against.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -258,6 +259,10 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Causal attention takes query rows in blocks of kCausalBlock; block [i0, i1) only meets keys
+// [0, i1), which skips about (n − 1)/2n of the products over n blocks (3/8 at T = 256).
+constexpr int64_t kCausalBlock = 64;
+
 // attention(q, k, v, ctx, probs, B, T, H, KV, hd, scale, causal): q and ctx are [B, T, H·hd],
 // k and v [B, T, KV·hd] (head h in columns h·hd..; query head h reads key/value head h / (H/KV),
 // grouped-query attention when KV < H). probs [B, H, T, T] = softmax(scale·q·kᵀ) (causal: row i
@@ -278,26 +283,35 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   CHECK_ARGS("attention: bad arguments");
   if (B * T * D == 0) return nullptr;
   const int t = static_cast<int>(T), d = static_cast<int>(D), dk = static_cast<int>(DK), h = static_cast<int>(hd);
+  const int64_t block = causal ? kCausalBlock : T;
   PerItemBlas(B * H, [=](int64_t b0, int64_t e0) {
     for (int64_t bh = b0; bh < e0; bh++) {
       const int64_t b = bh / H, head = bh % H;
       const int64_t qBase = b * T * D + head * hd, kBase = b * T * DK + (head / g) * hd;
       float* p = probs + bh * T * T;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, q + qBase, d, k + kBase, dk, 0.0f, p, t);
-      for (int64_t i = 0; i < T; i++) SoftmaxRow(p + i * T, p + i * T, causal ? i + 1 : T, T, scale);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, p, t, v + kBase, dk, 0.0f, ctx + qBase, d);
+      for (int64_t i0 = 0; i0 < T; i0 += block) {
+        const int64_t i1 = std::min(T, i0 + block);
+        const int rows = static_cast<int>(i1 - i0), cols = static_cast<int>(causal ? i1 : T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, h, 1.0f, q + qBase + i0 * D, d, k + kBase, dk,
+                    0.0f, p + i0 * T, t);
+        for (int64_t i = i0; i < i1; i++) SoftmaxRow(p + i * T, p + i * T, causal ? i + 1 : T, T, scale);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, h, cols, 1.0f, p + i0 * T, t, v + kBase, dk, 0.0f,
+                    ctx + qBase + i0 * D, d);
+      }
     }
   });
   return nullptr;
 }
 
-// attentionGrad(dctx, q, k, v, probs, dq, dk, dv, B, T, H, KV, hd, scale): with P = probs and
+// attentionGrad(dctx, q, k, v, probs, dq, dk, dv, B, T, H, KV, hd, scale, causal): with P = probs and
 // dP = dctx·vᵀ, dS = scale·P∘(dP − rowsum(P∘dP)); dq = dS·k, dk = Σ_group dSᵀ·q, dv = Σ_group Pᵀ·dctx.
 // Work is split by key/value head so each thread owns the dk/dv columns it accumulates into.
+// Causal: P is zero above the diagonal, so row blocks skip those products as the forward does.
 napi_value AttentionGrad(napi_env env, napi_callback_info info) {
-  READ_ARGS(14, "attentionGrad");
+  READ_ARGS(15, "attentionGrad");
   const int64_t B = r.N(8), T = r.N(9), H = r.N(10), KV = r.N(11), hd = r.N(12);
   const float scale = static_cast<float>(r.D(13));
+  const bool causal = r.D(14) != 0;
   if (KV < 1 || H % KV != 0) return Fail(env, "attentionGrad: heads must be a multiple of kvHeads");
   const int64_t D = H * hd, DK = KV * hd, g = H / KV;
   const float* dctx = r.F(0, B * T * D);
@@ -311,27 +325,39 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
   CHECK_ARGS("attentionGrad: bad arguments");
   if (B * T * D == 0) return nullptr;
   const int t = static_cast<int>(T), d = static_cast<int>(D), dkw = static_cast<int>(DK), h = static_cast<int>(hd);
+  const int64_t block = causal ? kCausalBlock : T;
   PerItemBlas(B * KV, [=](int64_t b0, int64_t e0) {
     std::vector<float> ds(T * T);
     float* s = ds.data();
     for (int64_t bk = b0; bk < e0; bk++) {
       const int64_t b = bk / KV, kvHead = bk % KV;
       const int64_t kBase = b * T * DK + kvHead * hd;
+      for (int64_t i = 0; i < T; i++) {  // dk, dv accumulate over row blocks and the group's heads
+        std::fill(dk + kBase + i * DK, dk + kBase + i * DK + hd, 0.0f);
+        std::fill(dv + kBase + i * DK, dv + kBase + i * DK + hd, 0.0f);
+      }
       for (int64_t j = 0; j < g; j++) {
         const int64_t head = kvHead * g + j;
         const int64_t qBase = b * T * D + head * hd;
         const float* p = probs + (b * H + head) * T * T;
-        const float beta = j == 0 ? 0.0f : 1.0f;  // the group's first head overwrites, the rest add
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, h, 1.0f, dctx + qBase, d, v + kBase, dkw, 0.0f, s, t);
-        for (int64_t i = 0; i < T; i++) {
-          const float* pr = p + i * T;
-          float* sr = s + i * T;
-          const float dot = Dot(pr, sr, T);
-          for (int64_t c = 0; c < T; c++) sr[c] = scale * pr[c] * (sr[c] - dot);
+        for (int64_t i0 = 0; i0 < T; i0 += block) {
+          const int64_t i1 = std::min(T, i0 + block);
+          const int rows = static_cast<int>(i1 - i0), cols = static_cast<int>(causal ? i1 : T);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, h, 1.0f, dctx + qBase + i0 * D, d, v + kBase,
+                      dkw, 0.0f, s + i0 * T, t);
+          for (int64_t i = i0; i < i1; i++) {
+            const float* pr = p + i * T;
+            float* sr = s + i * T;
+            const float dot = Dot(pr, sr, cols);
+            for (int64_t c = 0; c < cols; c++) sr[c] = scale * pr[c] * (sr[c] - dot);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, h, cols, 1.0f, s + i0 * T, t, k + kBase, dkw,
+                      0.0f, dq + qBase + i0 * D, d);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, h, rows, 1.0f, s + i0 * T, t, q + qBase + i0 * D, d,
+                      1.0f, dk + kBase, dkw);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, h, rows, 1.0f, p + i0 * T, t,
+                      dctx + qBase + i0 * D, d, 1.0f, dv + kBase, dkw);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, h, t, 1.0f, s, t, k + kBase, dkw, 0.0f, dq + qBase, d);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, s, t, q + qBase, d, beta, dk + kBase, dkw);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, h, t, 1.0f, p, t, dctx + qBase, d, beta, dv + kBase, dkw);
       }
     }
   });

@@ -122,6 +122,7 @@ export interface NativeAddon {
     kvHeads: number,
     headDim: number,
     scale: number,
+    causal: number,
   ): void
   /** Returns the (weighted) mean loss; fills lse with each row's log-sum-exp. */
   crossEntropy(

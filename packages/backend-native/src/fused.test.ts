@@ -146,6 +146,8 @@ describe.skipIf(missing)('fused kernels (native) against the composite ops (cpu)
       [2, 64, 4, 4, 16],
       [2, 9, 6, 2, 4],
       [1, 17, 4, 1, 8],
+      [2, 128, 2, 2, 8], // causal: two row blocks of 64
+      [1, 150, 4, 2, 8], // causal: three row blocks, the last partial, grouped-query
     ])
       it(`attention B${B} T${T} H${H} KV${KV} hd${hd} ${causal ? 'causal' : 'bidirectional'}: values and gradients`, () => {
         const inputs = () => [

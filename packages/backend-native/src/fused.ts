@@ -126,7 +126,7 @@ const attention: Kernel = (addon, backend, { q, k, v }, { heads, kvHeads, scale,
   return [make(backend, q.shape, ctx), make(backend, [B, H, T, T], probs)]
 }
 
-const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, kvHeads, scale }) => {
+const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, kvHeads, scale, causal }) => {
   const { B, T, H, KV, hd } = attentionDims(
     FUSED_KERNELS.attentionGrad,
     q,
@@ -151,6 +151,7 @@ const attentionGrad: Kernel = (addon, backend, { dy, q, k, v, probs }, { heads, 
     KV,
     hd,
     scale as number,
+    causal ? 1 : 0,
   )
   return [make(backend, q.shape, dq), make(backend, k.shape, dk), make(backend, k.shape, dv)]
 }

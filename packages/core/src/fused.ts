@@ -10,7 +10,8 @@ import * as tf from '@tensorflow/tfjs'
  *   (rms: RMSNorm, mean 0); layerNormGrad {dy, x, scale, mean, rstd}, attrs {rms, shift} → [dx, dscale, dshift?]
  * - attention {q [B, T, H·hd], k, v [B, T, KV·hd]}, attrs {heads, kvHeads, scale, causal}
  *   → [ctx [B, T, H·hd], probs [B, H, T, T]]; attentionGrad {dy, q, k, v, probs}, attrs
- *   {heads, kvHeads, scale} → [dq, dk, dv]
+ *   {heads, kvHeads, scale, causal} → [dq, dk, dv] (causal: probs is zero above the diagonal, so
+ *   a backend may skip those products)
  * - crossEntropy {logits [N, C], targets int32 [N], weights? [N]} → [loss scalar, lse [N]]
  *   (mean, or Σwᵢ·lossᵢ / max(Σw, 1e-9)); crossEntropyGrad {dy scalar, logits, targets, lse, weights?} → dlogits
  * - adamw {param, grad, m, v}, attrs {lr, beta1, beta2, eps, c1, c2, decay} → [param, m, v]
@@ -125,7 +126,11 @@ export function fusedAttention(
     return {
       value: ctx,
       gradFunc: (dy, [sq, sk, sv, sp]) =>
-        run(FUSED_KERNELS.attentionGrad, { dy, q: sq, k: sk, v: sv, probs: sp }, { heads, kvHeads, scale }),
+        run(
+          FUSED_KERNELS.attentionGrad,
+          { dy, q: sq, k: sk, v: sv, probs: sp },
+          { heads, kvHeads, scale, causal },
+        ),
     }
   })(q, k, v)
 }
