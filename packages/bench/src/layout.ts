@@ -55,13 +55,15 @@ export function readSources(out: string, seeds: number): (SourceRun | null)[] {
  * are simply pending).
  */
 export function sameComparison(previous: ResolvedSuite, suite: ResolvedSuite): boolean {
-  const core = ({ variants, progressive, ...rest }: ResolvedSuite) => JSON.stringify(rest)
+  const core = ({ variants, progressive, scratchLrSweep, ...rest }: ResolvedSuite) => JSON.stringify(rest)
   const kept = <T extends { name: string }>(before: T[] = [], now: T[] = []) =>
     before.every((b) => JSON.stringify(now.find((n) => n.name === b.name)) === JSON.stringify(b))
   return (
     core(previous) === core(suite) &&
     kept(previous.variants, suite.variants) &&
-    kept(previous.progressive, suite.progressive)
+    kept(previous.progressive, suite.progressive) &&
+    // A widened sweep adds scratch runs; the recorded ones keep their meaning.
+    previous.scratchLrSweep.every((m) => suite.scratchLrSweep.includes(m))
   )
 }
 

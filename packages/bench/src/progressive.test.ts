@@ -79,7 +79,7 @@ describe('progressive lines in a comparison', () => {
     )
   })
 
-  it('a recorded comparison accepts added lines but not changed ones', () => {
+  it('a recorded comparison accepts added lines and learning rates but not changed ones', () => {
     const before = resolveSuite(suite)
     const added = resolveSuite({ ...suite, variants: [{ name: 'lemon-exact', method: 'lemon' }] })
     expect(sameComparison(before, added)).toBe(true)
@@ -89,6 +89,12 @@ describe('progressive lines in a comparison', () => {
     })
     expect(sameComparison(before, moved)).toBe(false)
     expect(sameComparison(before, resolveSuite({ ...suite, targetSteps: 9 }))).toBe(false)
+    // Scratch's learning-rate sweep may widen, not lose a rate it ran.
+    const sweep = before.scratchLrSweep
+    expect(sameComparison(before, resolveSuite({ ...suite, scratchLrSweep: [0.125, ...sweep] }))).toBe(true)
+    expect(sameComparison(before, resolveSuite({ ...suite, scratchLrSweep: [...sweep.slice(1), 8] }))).toBe(
+      false,
+    )
   })
 
   it('refuses a last stage that does not reach the target, and duplicate names', async () => {

@@ -202,6 +202,8 @@ export const BUILTIN_SUITES: Record<string, Suite> = {
     evalEvery: 25,
     evalBatches: 8,
     schedule: { warmupSteps: 10 },
+    // Widened below ×0.5 after ×0.5 came out best at every budget (the sweep's edge).
+    scratchLrSweep: [0.125, 0.25, 0.5, 1, 2],
     methods: { ligo: { steps: 40 }, mango: { steps: 40, rank: 1 } },
     variants: [
       {
