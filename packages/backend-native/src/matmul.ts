@@ -78,7 +78,8 @@ export function nativeMatMulBias(
   const ra = a.shape.length
   const rb = b.shape.length
   const batch = ra >= rb ? a.shape.slice(0, -2) : b.shape.slice(0, -2)
-  if (ra < 2 || rb < 2 || ![...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].every((d) => d === 1)) return null
+  if (ra < 2 || rb < 2 || ![...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].every((d) => d === 1))
+    return null
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
   const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
