@@ -18,6 +18,13 @@ void Export(napi_env env, napi_value exports, const char* name, napi_callback cb
 
 namespace {
 
+// c = op(a)·op(b) + beta·c for row-major, unstrided operands (leading dimensions follow from the shape).
+void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float beta, float* c) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), 1.0f, a, ta ? static_cast<int>(m) : static_cast<int>(k), b,
+              tb ? static_cast<int>(k) : static_cast<int>(n), beta, c, static_cast<int>(n));
+}
+
 // sgemmBatched(a, b, out, batch, m, n, k, transA, transB, strideA, strideB):
 // out[i] = op(a[i]) · op(b[i]) for i < batch, row-major; a stride of 0 broadcasts that operand.
 napi_value SgemmBatched(napi_env env, napi_callback_info info) {
@@ -43,9 +50,7 @@ napi_value SgemmBatched(napi_env env, napi_callback_info info) {
       return;
     }
     if (m == 0 || n == 0) return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-                static_cast<int>(n), static_cast<int>(k), 1.0f, a + i * sa, ta ? static_cast<int>(m) : static_cast<int>(k),
-                b + i * sb, tb ? static_cast<int>(k) : static_cast<int>(n), 0.0f, out, static_cast<int>(n));
+    Gemm(ta, tb, m, n, k, a + i * sa, b + i * sb, 0.0f, out);
   };
   // Many small products (attention heads): one single-threaded BLAS call per item, items spread
   // over our threads; OpenBLAS's own threading only pays on large matrices.
@@ -83,9 +88,7 @@ napi_value SgemmBias(napi_env env, napi_callback_info info) {
     for (int64_t r = r0; r < r1; r++) std::copy(bias, bias + n, c + r * n);
   });
   if (k == 0) return nullptr;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, a, ta ? static_cast<int>(m) : static_cast<int>(k), b,
-              tb ? static_cast<int>(k) : static_cast<int>(n), 1.0f, c, static_cast<int>(n));
+  Gemm(ta, tb, m, n, k, a, b, 1.0f, c);
   return nullptr;
 }
 

@@ -6,6 +6,17 @@ import { outputs } from './pool.js'
 
 type Info = tf.TensorInfo
 
+/** m, k, n of op(a)·op(b) over the last two axes; null when the inner sizes differ. */
+function productDims(a: Info, b: Info, transposeA: boolean, transposeB: boolean) {
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2]
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
+  return k === kb ? { m, k, n } : null
+}
+
 /**
  * BatchMatMul on BLAS: inputs [...batch, r, c]; batch dims must be equal or one side's batch
  * must be 1 (broadcast). Returns null for anything else so the caller can fall back to cpu.
@@ -21,13 +32,9 @@ export function nativeBatchMatMul(
   const av = floats(backend, a)
   const bv = floats(backend, b)
   if (!av || !bv) return null
-  const ra = a.shape.length
-  const rb = b.shape.length
-  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
-  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
-  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2]
-  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
-  if (k !== kb) return null
+  const dims = productDims(a, b, transposeA, transposeB)
+  if (!dims) return null
+  const { m, k, n } = dims
   const batchA = a.shape.slice(0, -2)
   const batchB = b.shape.slice(0, -2)
   const sizeA = batchA.reduce((x, y) => x * y, 1)
@@ -75,15 +82,12 @@ export function nativeMatMulBias(
   transposeB: boolean,
 ): Info | null {
   // tfjs hands the kernel rank-3 operands ([1, m, k]); any leading dimensions must be 1.
-  const ra = a.shape.length
-  const rb = b.shape.length
-  const batch = ra >= rb ? a.shape.slice(0, -2) : b.shape.slice(0, -2)
-  if (ra < 2 || rb < 2 || ![...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].every((d) => d === 1))
-    return null
-  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
-  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
-  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
-  if ((transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) !== k) return null
+  const batch = a.shape.length >= b.shape.length ? a.shape.slice(0, -2) : b.shape.slice(0, -2)
+  if (a.shape.length < 2 || b.shape.length < 2) return null
+  if (![...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].every((d) => d === 1)) return null
+  const dims = productDims(a, b, transposeA, transposeB)
+  if (!dims) return null
+  const { m, k, n } = dims
   // [n] or [1, n]: one value per column (anything else broadcasts differently).
   const perColumn = bias.shape.at(-1) === n && bias.shape.slice(0, -1).every((d) => d === 1)
   if (!perColumn || bias.shape.length > 2) return null
